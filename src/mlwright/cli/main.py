@@ -1,0 +1,76 @@
+"""The `mlwright` command: parses, calls the Python API, prints.
+
+Exit codes: 0 success, 1 a check failed (e.g. a contract's error-severity rule),
+2 a user error (bad input, missing workspace, unreachable database), 70 a bug in mlwright.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from mlwright.cli.audit import audit_app
+from mlwright.cli.data import data_app
+from mlwright.cli.output import err_console
+from mlwright.cli.state import CliState
+from mlwright.cli.workspace import config_app, init
+from mlwright.errors import MlwrightError
+
+app = typer.Typer(
+    name="mlwright",
+    help="mlwright: data contracts, datasets and the rest of production ML, in one system.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("init")(init)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+app.add_typer(audit_app, name="audit")
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    workspace: Annotated[str | None, typer.Option(
+        "--workspace", "-w", envvar="MLWRIGHT_WORKSPACE",
+        help="Workspace folder (default: the nearest folder up with mlwright.toml).")] = None,
+    metadata_url: Annotated[str | None, typer.Option(
+        help="Metadata database URL (overrides mlwright.toml and the environment).")] = None,
+    artifact_url: Annotated[str | None, typer.Option(
+        help="Artifact store folder or fsspec URL.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who is acting, for the audit log.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    overrides = {"metadata_url": metadata_url, "artifact_url": artifact_url, "actor": actor}
+    ctx.obj = CliState(workspace=workspace,
+                       overrides={k: v for k, v in overrides.items() if v is not None},
+                       debug=debug)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app()
+    except MlwrightError as exc:
+        if debug:
+            raise
+        err_console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        err_console.print(Text.assemble(("internal error: ", "red"), f"{type(exc).__name__}: "
+                                        f"{exc} — rerun with --debug for the traceback and "
+                                        "report it."), soft_wrap=True)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

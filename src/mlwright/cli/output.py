@@ -1,0 +1,45 @@
+"""Printing for the CLI: rich tables for people, JSON for scripts, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console()
+err_console = Console(stderr=True)
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def sparkline(counts: list[int]) -> str:
+    """A histogram as one line of block characters."""
+    top = max(counts) if counts else 0
+    if not top:
+        return ""
+    return "".join(_BLOCKS[min(len(_BLOCKS) - 1, (c * (len(_BLOCKS) - 1) + top - 1) // top)]
+                   if c else " " for c in counts)
+
+
+def short(value: Any, width: int = 24) -> str:
+    """A value shortened for a table cell, with rich markup escaped."""
+    if value is None:
+        return "—"
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return escape(text if len(text) <= width else text[: width - 1] + "…")
+
+
+def human_bytes(size: int) -> str:
+    amount = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024 or unit == "GiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} TiB"  # pragma: no cover

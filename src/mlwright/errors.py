@@ -1,0 +1,52 @@
+"""The errors mlwright raises.
+
+One root, a subclass per package; the CLI and the HTTP layer map them to exit codes and
+status codes at the edge. Every message names the object, what was expected, what was got
+and what to do::
+
+    MlwrightError
+    ├── ConfigError        invalid settings, missing or unreadable workspace
+    │   └── WorkspaceNotFoundError
+    ├── StoreError         the metadata database (unreachable, migration, conflict)
+    │   └── NotFoundError  an object that does not exist (dataset, version, ...)
+    ├── ArtifactError      the artifact store (bad key, hash mismatch, missing object)
+    ├── DataError          reading or registering a dataset (missing file, bad format)
+    └── ContractError      a data contract that is itself wrong (unknown column, bad type)
+"""
+
+from __future__ import annotations
+
+
+class MlwrightError(Exception):
+    """The root of every error mlwright raises on purpose.
+
+    ``str(error)`` is a one-line message meant for a person.
+    """
+
+
+class ConfigError(MlwrightError):
+    """The configuration or the workspace is wrong."""
+
+
+class WorkspaceNotFoundError(ConfigError):
+    """No workspace where one was looked for."""
+
+
+class StoreError(MlwrightError):
+    """The metadata database failed or refused an operation."""
+
+
+class NotFoundError(StoreError):
+    """An object named by the user does not exist."""
+
+
+class ArtifactError(MlwrightError):
+    """The artifact store refused a key or found corrupted content."""
+
+
+class DataError(MlwrightError):
+    """A dataset could not be read or registered."""
+
+
+class ContractError(MlwrightError):
+    """A data contract is invalid, or does not fit the table it is applied to."""

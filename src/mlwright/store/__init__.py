@@ -1,0 +1,32 @@
+"""The metadata database, the artifact store and the audit log: what every concept stands on."""
+
+from mlwright.store.artifacts import ArtifactStore, check_digest
+from mlwright.store.audit import list_events, record_event
+from mlwright.store.database import Database, connect, is_unique_violation, mask_url
+from mlwright.store.names import check_name
+from mlwright.store.tables import (
+    AuditEvent,
+    Base,
+    Contract,
+    Dataset,
+    DatasetVersion,
+    Validation,
+)
+
+__all__ = [
+    "ArtifactStore",
+    "AuditEvent",
+    "Base",
+    "Contract",
+    "Database",
+    "Dataset",
+    "DatasetVersion",
+    "Validation",
+    "check_digest",
+    "check_name",
+    "connect",
+    "is_unique_violation",
+    "list_events",
+    "mask_url",
+    "record_event",
+]
