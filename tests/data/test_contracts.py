@@ -74,6 +74,9 @@ def test_round_trip_through_dict_keeps_the_contract_and_its_hash() -> None:
     again = Contract.from_dict(contract.to_dict())
     assert again == contract
     assert again.spec_hash == contract.spec_hash
+    for age in ("30d", "1.5h", "400d"):
+        fresh = Contract.from_yaml(FULL.replace("freshness: 7d", f"freshness: {age}"))
+        assert Contract.from_dict(fresh.to_dict()) == fresh
     changed = Contract.from_yaml(FULL.replace("max: 1000", "max: 1001"))
     assert changed.spec_hash != contract.spec_hash
 

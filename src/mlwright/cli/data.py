@@ -41,7 +41,7 @@ def register(
     workspace = state(ctx).open()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True,
-                  disable=json_out) as progress:
+                  disable=json_out or not err_console.is_terminal) as progress:
         task = progress.add_task(f"registering {name}", total=len(STEPS))
 
         def step(phase: str) -> None:

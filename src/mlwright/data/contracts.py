@@ -99,7 +99,8 @@ def _dump_value(value: object) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, timedelta):
-        return f"{value.total_seconds():g}s"
+        seconds = value.total_seconds()
+        return f"{int(seconds) if seconds.is_integer() else seconds}s"
     if isinstance(value, tuple):
         return [_dump_value(v) for v in value]
     return value
