@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from mlwright.cli.output import console, print_json
+from mlwright.cli.output import brief, console, print_json
 from mlwright.cli.state import state
 from mlwright.store import list_events
 
@@ -38,10 +39,13 @@ def audit_log(
         print_json(events)
         return
     table = Table(title="Audit log (newest first)")
-    for column in ("#", "at (UTC)", "actor", "action", "object", "details"):
-        table.add_column(column, overflow="fold")
+    for column in ("#", "at (UTC)", "actor"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("action", overflow="fold", max_width=26)
+    table.add_column("object", overflow="fold", min_width=10)
+    table.add_column("details", overflow="fold", ratio=1)
     for e in events:
-        details = ", ".join(f"{k}={v}" for k, v in (e["details"] or {}).items())
-        table.add_row(str(e["id"]), e["at"][:19].replace("T", " "), e["actor"], e["action"],
-                      e["object"], details[:80])
+        details = ", ".join(f"{k}={brief(v)}" for k, v in (e["details"] or {}).items())
+        table.add_row(str(e["id"]), e["at"][5:19].replace("T", " "), e["actor"], e["action"],
+                      escape(e["object"]), escape(details))
     console.print(table)

@@ -86,18 +86,20 @@ def list_command(ctx: typer.Context, json_out: JsonFlag = False) -> None:
 
 def _profile_table(profile: dict[str, Any]) -> Table:
     table = Table(title="Profile")
-    for column in ("column", "type", "nulls", "min", "max", "mean", "std", "distribution / top"):
+    table.add_column("column", no_wrap=True)
+    for column in ("type", "nulls", "min", "max", "mean"):
         table.add_column(column, overflow="fold")
+    table.add_column("shape / top values", no_wrap=True, min_width=10, max_width=16,
+                     overflow="ellipsis")
     for name, stats in profile["columns"].items():
         shape = ""
         if stats.get("histogram"):
             shape = sparkline(stats["histogram"]["counts"])
         elif stats.get("top_k"):
-            shape = ", ".join(f"{short(t['value'], 10)} ({t['count']:,})"
-                              for t in stats["top_k"][:3])
-        table.add_row(name, stats["type"], f"{stats['null_count']:,}", short(stats.get("min")),
-                      short(stats.get("max")), short(stats.get("mean")), short(stats.get("std")),
-                      shape)
+            shape = " ".join(short(t["value"], 8) for t in stats["top_k"][:3])
+        table.add_row(escape(name), stats["type"], f"{stats['null_count']:,}",
+                      short(stats.get("min"), 16), short(stats.get("max"), 16),
+                      short(stats.get("mean"), 8, digits=4), shape)
     return table
 
 

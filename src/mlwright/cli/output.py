@@ -19,8 +19,10 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
-def sparkline(counts: list[int]) -> str:
-    """A histogram as one line of block characters."""
+def sparkline(counts: list[int], width: int = 10) -> str:
+    """A histogram as one line of at most ``width`` block characters."""
+    step = max(1, -(-len(counts) // width))
+    counts = [sum(counts[i : i + step]) for i in range(0, len(counts), step)]
     top = max(counts) if counts else 0
     if not top:
         return ""
@@ -28,11 +30,11 @@ def sparkline(counts: list[int]) -> str:
                    if c else " " for c in counts)
 
 
-def short(value: Any, width: int = 24) -> str:
+def short(value: Any, width: int = 24, digits: int = 6) -> str:
     """A value shortened for a table cell, with rich markup escaped."""
     if value is None:
         return "—"
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    text = f"{value:.{digits}g}" if isinstance(value, float) else str(value)
     return escape(text if len(text) <= width else text[: width - 1] + "…")
 
 
@@ -43,3 +45,11 @@ def human_bytes(size: int) -> str:
             return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
         amount /= 1024
     return f"{amount:.1f} TiB"  # pragma: no cover
+
+
+def brief(value: Any) -> str:
+    """A detail value for one table cell: hashes shortened, long text cut."""
+    text = str(value)
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return text[:12]
+    return text if len(text) <= 40 else text[:39] + "…"
