@@ -37,8 +37,8 @@ def test_the_default_workspace_is_sqlite_inside_the_folder(tmp_path: Path) -> No
 
 def test_a_failed_init_leaves_nothing_behind(tmp_path: Path) -> None:
     root = tmp_path / "ws"
-    with pytest.raises(StoreError, match="Cannot reach the metadata database at "
-                                         "postgresql\\+psycopg://postgres@127.0.0.1:5999/x"):
+    with pytest.raises(StoreError, match=r"Cannot reach the metadata database at "
+                                         r"postgresql\+psycopg://postgres@127\.0\.0\.1:5999/x"):
         init_workspace(root, metadata_url="postgresql://postgres@127.0.0.1:5999/x")
     assert not root.exists()
 

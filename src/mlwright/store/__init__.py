@@ -1,4 +1,12 @@
-"""The metadata database, the artifact store and the audit log: what every concept stands on."""
+"""The metadata database, the artifact store and the audit log: what every concept stands on.
+
+>>> from mlwright.store import ArtifactStore, connect, record_event   # doctest: +SKIP
+>>> db = connect("sqlite:///.mlwright/metadata.db")                  # doctest: +SKIP
+>>> artifacts = ArtifactStore(".mlwright/artifacts")                 # doctest: +SKIP
+>>> with db.session() as session:                                    # doctest: +SKIP
+...     record_event(session, actor="ana", action="dataset.registered",
+...                  object_type="dataset", object_ref="flights")
+"""
 
 from mlwright.store.artifacts import ArtifactStore, check_digest
 from mlwright.store.audit import list_events, record_event

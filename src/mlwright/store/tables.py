@@ -1,21 +1,42 @@
-"""The metadata tables. Concept packages use them through their own modules only."""
+"""The metadata tables. Concept packages use them through their own modules only.
+
+Every change to these classes needs a migration under ``migrations/versions``;
+``tests/store/test_migrations.py`` fails when the two drift apart.
+
+>>> from sqlalchemy import select
+>>> query = select(Dataset).where(Dataset.name == "flights")
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from mlwright.store.types import BigId, Json, UTCDateTime, utcnow
 
+# Named constraints, so that later migrations (SQLite batch mode in particular) can refer
+# to them; the names in migrations/versions spell out the same convention.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
 
 class Base(DeclarativeBase):
-    pass
+    """The declarative base of every mlwright table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class Dataset(Base):
+    """A named dataset; its content lives in immutable :class:`DatasetVersion` rows."""
+
     __tablename__ = "datasets"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -26,6 +47,8 @@ class Dataset(Base):
 
 
 class DatasetVersion(Base):
+    """One immutable snapshot: the Parquet artifact, its hashes, schema and profile."""
+
     __tablename__ = "dataset_versions"
     __table_args__ = (UniqueConstraint("dataset_id", "version"),
                       UniqueConstraint("dataset_id", "content_hash"))
@@ -37,6 +60,7 @@ class DatasetVersion(Base):
     artifact_digest: Mapped[str] = mapped_column(String(64), index=True)
     num_rows: Mapped[int] = mapped_column(BigId)
     num_bytes: Mapped[int] = mapped_column(BigId)
+    # [{"name": ..., "type": ..., "nullable": ...}, ...]
     schema_json: Mapped[Any] = mapped_column(Json)
     profile_json: Mapped[Any] = mapped_column(Json)
     source: Mapped[str | None] = mapped_column(Text)
@@ -47,6 +71,8 @@ class DatasetVersion(Base):
 
 
 class Contract(Base):
+    """A version of the data contract attached to a dataset."""
+
     __tablename__ = "contracts"
     __table_args__ = (UniqueConstraint("dataset_id", "version"),)
 
@@ -61,6 +87,8 @@ class Contract(Base):
 
 
 class Validation(Base):
+    """The outcome of checking a dataset version against a contract."""
+
     __tablename__ = "validations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -81,7 +109,7 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)  # e.g. "dataset.version.registered"
     object_type: Mapped[str] = mapped_column(String(32))
-    object_ref: Mapped[str] = mapped_column(String(256))
+    object_ref: Mapped[str] = mapped_column(String(256))  # e.g. "flights@3"
     details: Mapped[Any] = mapped_column(Json, default=dict)
