@@ -11,7 +11,9 @@ and what to do::
     │   └── NotFoundError  an object that does not exist (dataset, version, ...)
     ├── ArtifactError      the artifact store (bad key, hash mismatch, missing object)
     ├── DataError          reading or registering a dataset (missing file, bad format)
-    └── ContractError      a data contract that is itself wrong (unknown column, bad type)
+    ├── ContractError      a data contract that is itself wrong (unknown column, bad type)
+    ├── PipelineError      a pipeline that is wrong (cycle, bad parameter) or a step that failed
+    └── TrackingError      a run that refuses what was logged (changed parameter, bad metric)
 """
 
 from __future__ import annotations
@@ -50,3 +52,11 @@ class DataError(MlwrightError):
 
 class ContractError(MlwrightError):
     """A data contract is invalid, or does not fit the table it is applied to."""
+
+
+class PipelineError(MlwrightError):
+    """A pipeline or step is wrong, or a step failed."""
+
+
+class TrackingError(MlwrightError):
+    """A tracked run refused a parameter, metric, tag or artifact."""

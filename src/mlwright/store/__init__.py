@@ -12,6 +12,7 @@ from mlwright.store.artifacts import ArtifactStore, check_digest
 from mlwright.store.audit import list_events, record_event
 from mlwright.store.database import Database, connect, is_unique_violation, mask_url
 from mlwright.store.names import check_name
+from mlwright.store.pipeline_tables import PipelineDef, PipelineRun, StepCache, StepRun
 from mlwright.store.tables import (
     AuditEvent,
     Base,
@@ -20,6 +21,7 @@ from mlwright.store.tables import (
     DatasetVersion,
     Validation,
 )
+from mlwright.store.tracking_tables import Run, RunArtifact, RunMetric, RunParam, RunTag
 
 __all__ = [
     "ArtifactStore",
@@ -29,6 +31,15 @@ __all__ = [
     "Database",
     "Dataset",
     "DatasetVersion",
+    "PipelineDef",
+    "PipelineRun",
+    "Run",
+    "RunArtifact",
+    "RunMetric",
+    "RunParam",
+    "RunTag",
+    "StepCache",
+    "StepRun",
     "Validation",
     "check_digest",
     "check_name",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 
 from mlwright.errors import StoreError
-from mlwright.store.tables import Base
+from mlwright.store import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -1,0 +1,92 @@
+"""Where steps and partitions run: in this process, in a local process pool, or on Ray.
+
+One protocol with one method that matters (``submit``); the runner never knows which.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Literal, Protocol, TypeVar
+
+from mlwright.errors import PipelineError
+
+T = TypeVar("T")
+ExecutorKind = Literal["inline", "local", "ray"]
+
+
+class Executor(Protocol):
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]: ...
+
+    def shutdown(self) -> None: ...
+
+
+class InlineExecutor:
+    """Runs each task at once in this process: simplest, and best for tiny steps."""
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self) -> None:
+        pass
+
+
+class LocalExecutor:
+    """A pool of worker processes (forked, so steps defined anywhere are found); started on
+    the first task, so a fully cached run never pays for it."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        if self._pool is None:
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            self._pool = ProcessPoolExecutor(self.max_workers,
+                                             mp_context=multiprocessing.get_context(method))
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class RayExecutor:
+    """Tasks as Ray remote functions on the cluster ``address`` (or a local Ray)."""
+
+    def __init__(self, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise PipelineError("The Ray executor needs Ray: pip install 'mlwright[ray]' "
+                                "(or choose --executor local).") from None
+        self._ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
+                     log_to_driver=False)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        remote = self._ray.remote(fn)
+        future: Future[T] = remote.remote(*args).future()
+        return future
+
+    def shutdown(self) -> None:
+        pass
+
+
+def make_executor(kind: ExecutorKind | str, max_workers: int | None = None) -> Executor:
+    if kind == "inline":
+        return InlineExecutor()
+    if kind == "local":
+        return LocalExecutor(max_workers)
+    if kind == "ray":
+        return RayExecutor()
+    raise PipelineError(f"Unknown executor '{kind}'; choose inline, local or ray.")

@@ -1,0 +1,199 @@
+"""Running a pipeline: trace, look up the cache, execute what is missing, record everything."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlwright.errors import PipelineError
+from mlwright.pipelines import records
+from mlwright.pipelines.execution import OutputRef, StepResult, StepTask, execute
+from mlwright.pipelines.executors import make_executor
+from mlwright.pipelines.graph import Graph, Handle, Node
+from mlwright.pipelines.outputs import decode
+from mlwright.pipelines.records import StepRecord
+from mlwright.workspace import Workspace, as_workspace
+
+if TYPE_CHECKING:
+    from mlwright.pipelines.pipeline import Pipeline
+
+
+class StepFailedError(PipelineError):
+    """A step failed (after its retries); the run is recorded and can be resumed."""
+
+    def __init__(self, message: str, result: PipelineRunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class PipelineRunResult:
+    run_id: str
+    pipeline: str
+    status: str
+    steps: list[StepRecord]
+    duration_s: float
+    partition: str | None = None
+    _output: tuple[str, str] | None = field(default=None, repr=False)
+    _workspace: Workspace | None = field(default=None, repr=False)
+
+    @property
+    def ran(self) -> list[str]:
+        return [s.node for s in self.steps if s.status == "succeeded"]
+
+    @property
+    def cached(self) -> list[str]:
+        return [s.node for s in self.steps if s.status == "cached"]
+
+    def summary(self) -> str:
+        failed = [s.node for s in self.steps if s.status == "failed"]
+        text = f"{len(self.steps)} steps: {len(self.ran)} ran, {len(self.cached)} cached"
+        if failed:
+            text += f", failed at {failed[0]}"
+        elif not self.ran:
+            text += " (nothing to do)"
+        return text
+
+    def output(self) -> Any:
+        """The value the pipeline returned (loaded from the artifact store)."""
+        if self._output is None or self._workspace is None:
+            return None
+        digest, kind = self._output
+        return decode(kind, self._workspace.artifacts.get_bytes(digest), self._workspace.root)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "pipeline": self.pipeline, "status": self.status,
+                "partition": self.partition, "duration_s": round(self.duration_s, 6),
+                "summary": self.summary(), "steps": [s.to_dict() for s in self.steps]}
+
+
+def _task(node: Node, graph: Graph, outputs: dict[int, tuple[str, str]], run_id: str,
+          ws: Workspace, inline: bool) -> StepTask:
+    def swap(value: Any) -> Any:
+        if isinstance(value, Handle):
+            digest, kind = outputs[value.node]
+            return OutputRef(digest, kind)
+        if isinstance(value, list | tuple):
+            return type(value)(swap(v) for v in value)
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        return value
+
+    return StepTask(run_id=run_id, node=node.name, step_ref=node.step.ref, key=node.key,
+                    args=swap(node.args), kwargs=swap(node.kwargs), retries=node.step.retries,
+                    backoff_s=node.step.backoff_s, artifact_url=ws.artifact_url,
+                    workspace_root=str(ws.root), step_object=node.step if inline else None)
+
+
+def _record(node: Node, result: StepResult) -> StepRecord:
+    return StepRecord(node=node.name, status="succeeded" if result.ok else "failed",
+                      cache_key=node.key, attempts=result.attempts,
+                      duration_s=round(result.ended - result.started, 6), error=result.error,
+                      log=result.log or None, output_digest=result.digest, output_kind=result.kind)
+
+
+def run_pipeline(pipe: Pipeline, params: dict[str, Any], *, partition: str | None,
+                 workspace: Any, executor: str, max_workers: int | None = None,
+                 resumed_from: str | None = None) -> PipelineRunResult:
+    from mlwright.tracking import start_run
+
+    started = time.perf_counter()
+    ws = as_workspace(workspace)
+    bound = pipe.bind(params, partition)
+    graph, returned = pipe.trace(bound)
+    order = graph.order()
+    pipeline_id = records.register(
+        ws, name=pipe.name, ref=pipe.ref, schedule=pipe.schedule,
+        partitions=pipe.partitions.to_dict() if pipe.partitions else None,
+        code_hash=pipe.code_hash)
+    hits = records.cached(ws, [n.key for n in order if n.step.cache])
+    tracked_params = {k: v for k, v in bound.items()}
+    with start_run(name=pipe.name, experiment=pipe.name, params=_loggable(tracked_params),
+                   tags={"partition": partition} if partition else None, kind="pipeline",
+                   code_path=pipe.source_file, workspace=ws) as tracking_run:
+        run_id = tracking_run.id
+        records.start(ws, run_id=run_id, pipeline_id=pipeline_id, params=_loggable(bound),
+                      partition=bound.get("partition"), executor=executor,
+                      resumed_from=resumed_from)
+        outputs: dict[int, tuple[str, str]] = {}
+        status: dict[int, StepRecord] = {}
+        first_records = []
+        for node in order:
+            if node.step.cache and node.key in hits:
+                outputs[node.id] = hits[node.key]
+                status[node.id] = StepRecord(node=node.name, status="cached", cache_key=node.key,
+                                             output_digest=hits[node.key][0],
+                                             output_kind=hits[node.key][1])
+                first_records.append((node.id, status[node.id], None))
+        if first_records:
+            records.record_steps(ws, run_id, first_records)
+
+        failure = _execute(graph, order, outputs, status, run_id, ws, executor, max_workers,
+                           tracking_run)
+        for node in order:
+            if node.id not in status:
+                status[node.id] = StepRecord(node=node.name, status="skipped", cache_key=node.key)
+                records.record_steps(ws, run_id, [(node.id, status[node.id], None)])
+        output = outputs.get(returned.node) if isinstance(returned, Handle) else None
+        run_status = "failed" if failure else "succeeded"
+        records.finish(ws, run_id, status=run_status, error=failure, output=output)
+        result = PipelineRunResult(run_id=run_id, pipeline=pipe.name, status=run_status,
+                                   steps=[status[n.id] for n in graph.nodes],
+                                   duration_s=time.perf_counter() - started,
+                                   partition=bound.get("partition"), _output=output,
+                                   _workspace=ws)
+        tracking_run.set_tag("summary", result.summary())
+        if failure:
+            tracking_run.end(status="failed", error=failure)
+    if failure:
+        raise StepFailedError(f"{failure} Pipeline '{pipe.name}' run {run_id} failed; fix it and "
+                              f"run `mlwright pipeline resume {run_id}` to continue from there.",
+                              result)
+    return result
+
+
+def _execute(graph: Graph, order: list[Node], outputs: dict[int, tuple[str, str]],
+             status: dict[int, StepRecord], run_id: str, ws: Workspace, kind: str,
+             max_workers: int | None, tracking_run: Any) -> str | None:
+    """Submit every node whose inputs are ready; returns the failure message, if any."""
+    pending = [n for n in order if n.id not in status]
+    if not pending:
+        return None
+    executor = make_executor(kind, max_workers)
+    running: dict[Future[StepResult], Node] = {}
+    failure: str | None = None
+    try:
+        while pending or running:
+            if failure is None:
+                for node in [n for n in pending if all(u in outputs for u in n.upstream)]:
+                    pending.remove(node)
+                    task = _task(node, graph, outputs, run_id, ws, inline=kind == "inline")
+                    running[executor.submit(execute, task)] = node
+            elif not running:
+                break
+            if not running:
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                node = running.pop(future)
+                result = future.result()
+                record = _record(node, result)
+                status[node.id] = record
+                records.record_steps(ws, run_id, [(node.id, record, result)])
+                for name, value, step, timestamp in result.metrics:
+                    tracking_run.log_metric(name, value, step=step, timestamp=timestamp)
+                if result.ok and result.digest and result.kind:
+                    outputs[node.id] = (result.digest, result.kind)
+                elif failure is None:
+                    tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+                    failure = f"Step '{node.name}' failed{tries}: {result.error}."
+    finally:
+        executor.shutdown()
+    return failure
+
+
+def _loggable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, bool | int | float | str) or v is None else str(v)
+            for k, v in params.items()}
