@@ -15,13 +15,16 @@ from rich.text import Text
 from mlwright.cli.audit import audit_app
 from mlwright.cli.data import data_app
 from mlwright.cli.output import err_console
+from mlwright.cli.pipelines import pipeline_app
+from mlwright.cli.runs import runs_app
 from mlwright.cli.state import CliState
 from mlwright.cli.workspace import config_app, init
 from mlwright.errors import MlwrightError
 
 app = typer.Typer(
     name="mlwright",
-    help="mlwright: data contracts, datasets and the rest of production ML, in one system.",
+    help="mlwright: data contracts, datasets, pipelines, run tracking and the rest of production "
+         "ML, in one system.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -29,6 +32,8 @@ app = typer.Typer(
 app.command("init")(init)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(runs_app, name="runs")
 app.add_typer(audit_app, name="audit")
 
 

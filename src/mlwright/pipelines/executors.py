@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 from mlwright.errors import PipelineError
@@ -60,7 +62,9 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Tasks as Ray remote functions on the cluster ``address`` (or a local Ray)."""
+    """Tasks as Ray remote functions on the cluster at ``address`` (default: $RAY_ADDRESS, else
+    a Ray instance started on this machine, whose workers get this process's import path so
+    that they find the same step modules)."""
 
     def __init__(self, address: str | None = None) -> None:
         try:
@@ -69,17 +73,25 @@ class RayExecutor:
             raise PipelineError("The Ray executor needs Ray: pip install 'mlwright[ray]' "
                                 "(or choose --executor local).") from None
         self._ray = ray
+        self._remotes: dict[Callable[..., Any], Any] = {}
         if not ray.is_initialized():
+            address = address or os.environ.get("RAY_ADDRESS")
+            runtime_env = None
+            if address is None:
+                path = [p or str(Path.cwd()) for p in sys.path]
+                runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(path)}}
             ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
-                     log_to_driver=False)
+                     log_to_driver=False, runtime_env=runtime_env)
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        remote = self._ray.remote(fn)
+        remote = self._remotes.get(fn)
+        if remote is None:
+            remote = self._remotes[fn] = self._ray.remote(max_retries=0)(fn)
         future: Future[T] = remote.remote(*args).future()
         return future
 
     def shutdown(self) -> None:
-        pass
+        pass  # the Ray instance outlives one run; ray.shutdown() is the caller's to make
 
 
 def make_executor(kind: ExecutorKind | str, max_workers: int | None = None) -> Executor:

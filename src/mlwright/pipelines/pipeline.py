@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -56,7 +58,14 @@ class Pipeline:
 
     @property
     def ref(self) -> str:
-        return f"{self.fn.__module__}:{self.fn.__qualname__}"
+        """How to find the pipeline again: ``module:function``, or ``/path/file.py:function``
+        when it was loaded from a file or lives in the script being run."""
+        module = sys.modules.get(self.fn.__module__)
+        origin = getattr(module, "__mlwright_file__", None)
+        if origin is None and self.fn.__module__ == "__main__":
+            origin = getattr(module, "__file__", None)
+            origin = str(Path(origin).resolve()) if origin else None
+        return f"{origin or self.fn.__module__}:{self.fn.__qualname__}"
 
     @property
     def code_hash(self) -> str:
@@ -121,12 +130,32 @@ class Pipeline:
 
     def run(self, *, workspace: Any = None, partition: str | None = None,
             executor: str | None = None, max_workers: int | None = None,
-            **params: Any) -> Any:
-        """Run (what is not cached of) the pipeline; returns its ``PipelineRunResult``."""
+            on_step: Callable[[Any], None] | None = None, **params: Any) -> Any:
+        """Run (what is not cached of) the pipeline; returns its ``PipelineRunResult``.
+
+        ``on_step`` is called with each step's record as it finishes (or is found cached).
+        """
         from mlwright.pipelines.runner import run_pipeline
 
         return run_pipeline(self, params, partition=partition, workspace=workspace,
-                            executor=executor or self.executor, max_workers=max_workers)
+                            executor=executor or self.executor, max_workers=max_workers,
+                            on_step=on_step)
+
+    def register(self, *, workspace: Any = None, schedule: str | None = None) -> Any:
+        """Record the pipeline (and a cron ``schedule``, which wins over the decorator's)
+        without running it; returns its ``PipelineInfo``."""
+        from mlwright.pipelines import records
+        from mlwright.workspace import as_workspace
+
+        ws = as_workspace(workspace)
+        if schedule is not None:
+            check_schedule(schedule, self.name)
+        records.register(ws, name=self.name, ref=self.ref, schedule=self.schedule,
+                         partitions=self.partitions.to_dict() if self.partitions else None,
+                         code_hash=self.code_hash)
+        if schedule is not None:
+            return records.set_schedule(ws, self.name, schedule)
+        return records.get_pipeline(ws, self.name)
 
     def backfill(self, start: str | None = None, end: str | None = None, *,
                  workspace: Any = None, workers: int | None = None, **params: Any) -> Any:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mlwright.errors import NotFoundError
 from mlwright.pipelines.execution import StepResult
@@ -65,6 +66,9 @@ def register(ws: Workspace, *, name: str, ref: str, schedule: str | None,
     with ws.db.session() as session:
         row = session.execute(select(PipelineDef).where(PipelineDef.name == name)).scalar_one_or_none()
         changed = {"ref": ref, "schedule": schedule, "partitions": partitions, "code_hash": code_hash}
+        if row is not None and schedule is None:
+            # A schedule declared with `mlwright pipeline schedule` stays until it is cleared.
+            changed["schedule"] = row.schedule
         if row is None:
             row = PipelineDef(name=name, created_by=ws.actor, **changed)
             session.add(row)
@@ -93,21 +97,106 @@ def get_definition(ws: Workspace, name: str) -> PipelineDef:
         return row
 
 
-def list_definitions(ws: Workspace) -> list[PipelineDef]:
+@dataclass
+class PipelineInfo:
+    """A registered pipeline: where its code is, its schedule and partitions, its last run."""
+
+    name: str
+    ref: str
+    schedule: str | None
+    partitions: dict[str, Any] | None
+    code_hash: str
+    updated_at: datetime
+    last_run: dict[str, Any] | None = None
+
+    @property
+    def next_run(self) -> datetime | None:
+        """When the schedule fires next (UTC), or None without a schedule."""
+        if not self.schedule:
+            return None
+        from croniter import croniter
+
+        nxt: datetime = croniter(self.schedule, utcnow()).get_next(datetime)
+        return nxt
+
+    def to_dict(self) -> dict[str, Any]:
+        nxt = self.next_run
+        return {"name": self.name, "ref": self.ref, "schedule": self.schedule,
+                "next_run": nxt.isoformat() if nxt else None, "partitions": self.partitions,
+                "code_hash": self.code_hash, "updated_at": self.updated_at.isoformat(),
+                "last_run": self.last_run}
+
+
+def _run_summary(row: PipelineRun) -> dict[str, Any]:
+    return {"id": row.id, "status": row.status, "partition": row.partition_key,
+            "started_at": row.started_at.isoformat(),
+            "ended_at": row.ended_at.isoformat() if row.ended_at else None, "error": row.error}
+
+
+def _info(session: Session, row: PipelineDef) -> PipelineInfo:
+    last = session.execute(select(PipelineRun).where(PipelineRun.pipeline_id == row.id)
+                           .order_by(PipelineRun.started_at.desc()).limit(1)).scalar()
+    return PipelineInfo(row.name, row.ref, row.schedule, row.partitions, row.code_hash,
+                        row.updated_at, _run_summary(last) if last else None)
+
+
+def list_pipelines(ws: Workspace) -> list[PipelineInfo]:
+    """Every registered pipeline with its newest run."""
     with ws.db.session() as session:
-        return list(session.execute(select(PipelineDef).order_by(PipelineDef.name)).scalars())
+        rows = session.execute(select(PipelineDef).order_by(PipelineDef.name)).scalars().all()
+        return [_info(session, row) for row in rows]
 
 
-def cached(ws: Workspace, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+def get_pipeline(ws: Workspace, name: str) -> PipelineInfo:
+    """One registered pipeline with its newest run."""
+    row = get_definition(ws, name)
+    with ws.db.session() as session:
+        return _info(session, row)
+
+
+def recent_runs(ws: Workspace, name: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest runs of one pipeline."""
+    definition = get_definition(ws, name)
+    with ws.db.session() as session:
+        rows = session.execute(select(PipelineRun).where(PipelineRun.pipeline_id == definition.id)
+                               .order_by(PipelineRun.started_at.desc()).limit(limit)).scalars()
+        return [_run_summary(row) for row in rows]
+
+
+def set_schedule(ws: Workspace, name: str, schedule: str | None) -> PipelineInfo:
+    """Declare (or clear, with None) the cron schedule of a registered pipeline; audited."""
+    with ws.db.session() as session:
+        row = session.execute(select(PipelineDef).where(PipelineDef.name == name)).scalar_one_or_none()
+        if row is None:
+            raise NotFoundError(f"No pipeline named '{name}'; register it first with `mlwright "
+                                "pipeline register module:function` (or run it once).")
+        if row.schedule != schedule:
+            before, row.schedule, row.updated_at = row.schedule, schedule, utcnow()
+            record_event(session, actor=ws.actor, action="pipeline.scheduled",
+                         object_type="pipeline", object_ref=name,
+                         details={"schedule": schedule, "before": before})
+        return PipelineInfo(row.name, row.ref, row.schedule, row.partitions, row.code_hash,
+                            row.updated_at)
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    digest: str
+    kind: str
+    metrics: list[tuple[str, float, int | None, float]]  # what the step logged when it ran
+
+
+def cached(ws: Workspace, keys: Iterable[str]) -> dict[str, CacheHit]:
     """Cache hits among ``keys`` whose output is still in the artifact store."""
     wanted = list(set(keys))
     if not wanted:
         return {}
     with ws.db.session() as session:
         rows = session.execute(select(StepCache.cache_key, StepCache.output_digest,
-                                      StepCache.output_kind)
+                                      StepCache.output_kind, StepCache.metrics)
                                .where(StepCache.cache_key.in_(wanted))).all()
-    return {key: (digest, kind) for key, digest, kind in rows if ws.artifacts.exists(digest)}
+    return {key: CacheHit(digest, kind, [tuple(m) for m in metrics or []])  # type: ignore[misc]
+            for key, digest, kind, metrics in rows if ws.artifacts.exists(digest)}
 
 
 def start(ws: Workspace, *, run_id: str, pipeline_id: int, params: dict[str, Any],
@@ -138,7 +227,9 @@ def record_steps(ws: Workspace, run_id: str,
                 if exists is None:
                     session.add(StepCache(cache_key=record.cache_key, step=record.node,
                                           output_digest=record.output_digest,
-                                          output_kind=record.output_kind, pipeline_run_id=run_id))
+                                          output_kind=record.output_kind, pipeline_run_id=run_id,
+                                          metrics=[list(m) for m in result.metrics]
+                                          if result is not None else []))
 
 
 def finish(ws: Workspace, run_id: str, *, status: str, error: str | None,

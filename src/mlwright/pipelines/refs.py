@@ -3,6 +3,7 @@ the name of one that has run before (its reference is recorded)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -14,19 +15,27 @@ from mlwright.pipelines.pipeline import Pipeline
 
 
 def _import_file(path: Path) -> Any:
-    module_name = f"mlwright_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
+    resolved = str(path.resolve())
+    module_name = f"mlwright_user_{path.stem}_{hashlib.sha256(resolved.encode()).hexdigest()[:10]}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise PipelineError(f"Cannot load pipeline file {path}.")
     module = importlib.util.module_from_spec(spec)
+    module.__mlwright_file__ = resolved  # type: ignore[attr-defined]  # Pipeline.ref names it
     sys.modules[module_name] = module  # workers find step functions by module name
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
         raise PipelineError(f"Importing {path} failed: {type(exc).__name__}: {exc}") from None
+    try:  # Ray workers cannot import a module made from a file path: send its code by value
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
+    except ImportError:  # no Ray, no cloudpickle: local workers are forked and have it already
+        pass
     return module
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,8 @@ def _record(node: Node, result: StepResult) -> StepRecord:
 
 def run_pipeline(pipe: Pipeline, params: dict[str, Any], *, partition: str | None,
                  workspace: Any, executor: str, max_workers: int | None = None,
-                 resumed_from: str | None = None) -> PipelineRunResult:
+                 resumed_from: str | None = None,
+                 on_step: Callable[[StepRecord], None] | None = None) -> PipelineRunResult:
     from mlwright.tracking import start_run
 
     started = time.perf_counter()
@@ -122,20 +124,26 @@ def run_pipeline(pipe: Pipeline, params: dict[str, Any], *, partition: str | Non
         first_records = []
         for node in order:
             if node.step.cache and node.key in hits:
-                outputs[node.id] = hits[node.key]
+                hit = hits[node.key]
+                outputs[node.id] = (hit.digest, hit.kind)
                 status[node.id] = StepRecord(node=node.name, status="cached", cache_key=node.key,
-                                             output_digest=hits[node.key][0],
-                                             output_kind=hits[node.key][1])
+                                             output_digest=hit.digest, output_kind=hit.kind)
+                for name, value, step, timestamp in hit.metrics:  # the run reports them too
+                    tracking_run.log_metric(name, value, step=step, timestamp=timestamp)
                 first_records.append((node.id, status[node.id], None))
         if first_records:
             records.record_steps(ws, run_id, first_records)
+        notify = on_step or (lambda record: None)
+        for _, record, _ in first_records:
+            notify(record)
 
         failure = _execute(graph, order, outputs, status, run_id, ws, executor, max_workers,
-                           tracking_run)
+                           tracking_run, notify)
         for node in order:
             if node.id not in status:
                 status[node.id] = StepRecord(node=node.name, status="skipped", cache_key=node.key)
                 records.record_steps(ws, run_id, [(node.id, status[node.id], None)])
+                notify(status[node.id])
         output = outputs.get(returned.node) if isinstance(returned, Handle) else None
         run_status = "failed" if failure else "succeeded"
         records.finish(ws, run_id, status=run_status, error=failure, output=output)
@@ -156,7 +164,8 @@ def run_pipeline(pipe: Pipeline, params: dict[str, Any], *, partition: str | Non
 
 def _execute(graph: Graph, order: list[Node], outputs: dict[int, tuple[str, str]],
              status: dict[int, StepRecord], run_id: str, ws: Workspace, kind: str,
-             max_workers: int | None, tracking_run: Any) -> str | None:
+             max_workers: int | None, tracking_run: Any,
+             notify: Callable[[StepRecord], None]) -> str | None:
     """Submit every node whose inputs are ready; returns the failure message, if any."""
     pending = [n for n in order if n.id not in status]
     if not pending:
@@ -169,7 +178,9 @@ def _execute(graph: Graph, order: list[Node], outputs: dict[int, tuple[str, str]
             if failure is None:
                 for node in [n for n in pending if all(u in outputs for u in n.upstream)]:
                     pending.remove(node)
-                    task = _task(node, graph, outputs, run_id, ws, inline=kind == "inline")
+                    # In-process and Ray tasks carry the step itself (Ray pickles it by
+                    # reference, or by value for a file-loaded module); forked workers import it.
+                    task = _task(node, graph, outputs, run_id, ws, inline=kind != "local")
                     running[executor.submit(execute, task)] = node
             elif not running:
                 break
@@ -182,6 +193,7 @@ def _execute(graph: Graph, order: list[Node], outputs: dict[int, tuple[str, str]
                 record = _record(node, result)
                 status[node.id] = record
                 records.record_steps(ws, run_id, [(node.id, record, result)])
+                notify(record)
                 for name, value, step, timestamp in result.metrics:
                     tracking_run.log_metric(name, value, step=step, timestamp=timestamp)
                 if result.ok and result.digest and result.kind:

@@ -83,4 +83,6 @@ class StepCache(Base):
     output_digest: Mapped[str] = mapped_column(String(64), index=True)
     output_kind: Mapped[str] = mapped_column(String(16))
     pipeline_run_id: Mapped[str] = mapped_column(String(32))
+    # [[name, value, step, timestamp], ...] logged by the step: a cached run reports them too
+    metrics: Mapped[Any] = mapped_column(Json, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

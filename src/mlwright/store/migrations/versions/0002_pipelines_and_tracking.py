@@ -129,6 +129,7 @@ def upgrade() -> None:
         sa.Column("output_digest", sa.String(64), nullable=False),
         sa.Column("output_kind", sa.String(16), nullable=False),
         sa.Column("pipeline_run_id", sa.String(32), nullable=False),
+        sa.Column("metrics", Json, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.PrimaryKeyConstraint("cache_key", name="pk_step_cache"),
     )
