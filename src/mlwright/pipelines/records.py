@@ -195,7 +195,7 @@ def cached(ws: Workspace, keys: Iterable[str]) -> dict[str, CacheHit]:
         rows = session.execute(select(StepCache.cache_key, StepCache.output_digest,
                                       StepCache.output_kind, StepCache.metrics)
                                .where(StepCache.cache_key.in_(wanted))).all()
-    return {key: CacheHit(digest, kind, [tuple(m) for m in metrics or []])  # type: ignore[misc]
+    return {key: CacheHit(digest, kind, [tuple(m) for m in metrics or []])
             for key, digest, kind, metrics in rows if ws.artifacts.exists(digest)}
 
 
