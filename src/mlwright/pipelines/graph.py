@@ -3,7 +3,9 @@
 Each node's cache key hashes its step's code, version and arguments, where an argument that
 comes from another step counts by that step's key (a Merkle chain): the keys of a whole run
 are known before anything executes, so an unchanged pipeline is recognised without loading
-a single output.
+a single output. A step with ``cache=False`` (one that reads the outside world, say the
+latest version of a dataset) runs every time, and what depends on it is keyed by the digest
+of what it returned: new data re-runs the steps downstream, the same data does not.
 """
 
 from __future__ import annotations
@@ -119,25 +121,45 @@ class Graph:
         return ordered
 
     def assign_keys(self) -> None:
-        """Give every node its cache key (upstream keys first)."""
+        """Give every node whose inputs are known before running its cache key (upstream keys
+        first); nodes that wait on an uncached step's output keep an empty key for now."""
         for node in self.order():
-            where = f"An argument of step '{node.name}'"
-            args = [self._key_part(v, where) for v in node.args]
-            kwargs = {k: self._key_part(v, where.replace("An argument", f"Argument '{k}'"))
-                      for k, v in sorted(node.kwargs.items())}
-            payload = {"step": node.step.name, "code": node.step.code_hash,
-                       "version": node.step.version, "args": args, "kwargs": kwargs}
-            blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-            node.key = hashlib.sha256(blob.encode()).hexdigest()
+            node.key = self.key_of(node, {}) or ""
 
-    def _key_part(self, value: Any, where: str) -> Any:
+    def key_of(self, node: Node, outputs: Mapping[int, str]) -> str | None:
+        """The node's cache key: its step's code and version and its arguments, where an
+        upstream cached step counts by its key and an uncached one by its output's digest
+        (from ``outputs``); None while such a digest is not known yet."""
+        where = f"An argument of step '{node.name}'"
+        try:
+            args = [self._key_part(v, where, outputs) for v in node.args]
+            kwargs = {k: self._key_part(v, where.replace("An argument", f"Argument '{k}'"),
+                                        outputs)
+                      for k, v in sorted(node.kwargs.items())}
+        except _PendingInputError:
+            return None
+        payload = {"step": node.step.name, "code": node.step.code_hash,
+                   "version": node.step.version, "args": args, "kwargs": kwargs}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _key_part(self, value: Any, where: str, outputs: Mapping[int, str]) -> Any:
         if isinstance(value, Handle):
-            return {"$node": self.nodes[value.node].key}
+            upstream = self.nodes[value.node]
+            if upstream.step.cache and upstream.key:
+                return {"$node": upstream.key}
+            if not upstream.step.cache and value.node in outputs:
+                return {"$output": outputs[value.node]}
+            raise _PendingInputError
         if isinstance(value, list | tuple) and any(isinstance(v, Handle) for v in value):
-            return [self._key_part(v, where) for v in value]
+            return [self._key_part(v, where, outputs) for v in value]
         if isinstance(value, dict) and any(isinstance(v, Handle) for v in value.values()):
-            return {str(k): self._key_part(v, where) for k, v in sorted(value.items())}
+            return {str(k): self._key_part(v, where, outputs) for k, v in sorted(value.items())}
         return canonical(value, where)
+
+
+class _PendingInputError(Exception):
+    """An input's identity is known only once an uncached upstream step has run."""
 
 
 def _handles(value: Any) -> Iterator[Handle]:

@@ -95,6 +95,57 @@ def _record(node: Node, result: StepResult) -> StepRecord:
                       log=result.log or None, output_digest=result.digest, output_kind=result.kind)
 
 
+@dataclass
+class _Run:
+    """The moving parts of one pipeline run while it executes."""
+
+    graph: Graph
+    ws: Workspace
+    run_id: str
+    tracking_run: Any
+    notify: Callable[[StepRecord], None]
+    outputs: dict[int, tuple[str, str]] = field(default_factory=dict)
+    status: dict[int, StepRecord] = field(default_factory=dict)
+
+    def use_cache(self, hits: dict[str, records.CacheHit], nodes: list[Node]) -> list[Node]:
+        """Take the outputs of ``nodes`` found in ``hits``; returns the ones that were."""
+        found = [n for n in nodes if n.step.cache and n.key in hits]
+        for node in found:
+            hit = hits[node.key]
+            self.outputs[node.id] = (hit.digest, hit.kind)
+            self.status[node.id] = StepRecord(node=node.name, status="cached", cache_key=node.key,
+                                              output_digest=hit.digest, output_kind=hit.kind)
+            for name, value, step, timestamp in hit.metrics:  # the run reports them too
+                self.tracking_run.log_metric(name, value, step=step, timestamp=timestamp)
+        if found:
+            records.record_steps(self.ws, self.run_id,
+                                 [(n.id, self.status[n.id], None) for n in found])
+            for node in found:
+                self.notify(self.status[node.id])
+        return found
+
+    def finish(self, node: Node, result: StepResult) -> str | None:
+        """Record a step that ran; returns the failure message if it failed."""
+        record = _record(node, result)
+        self.status[node.id] = record
+        records.record_steps(self.ws, self.run_id, [(node.id, record, result)])
+        self.notify(record)
+        for name, value, step, timestamp in result.metrics:
+            self.tracking_run.log_metric(name, value, step=step, timestamp=timestamp)
+        if result.ok and result.digest and result.kind:
+            self.outputs[node.id] = (result.digest, result.kind)
+            return None
+        tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+        return f"Step '{node.name}' failed{tries}: {result.error}."
+
+    def ready_keys(self, nodes: list[Node]) -> None:
+        """Key the nodes that wait on an uncached step's output, now that it is known."""
+        digests = {i: digest for i, (digest, _) in self.outputs.items()}
+        for node in nodes:
+            if not node.key:
+                node.key = self.graph.key_of(node, digests) or ""
+
+
 def run_pipeline(pipe: Pipeline, params: dict[str, Any], *, partition: str | None,
                  workspace: Any, executor: str, max_workers: int | None = None,
                  resumed_from: str | None = None,
@@ -110,45 +161,30 @@ def run_pipeline(pipe: Pipeline, params: dict[str, Any], *, partition: str | Non
         ws, name=pipe.name, ref=pipe.ref, schedule=pipe.schedule,
         partitions=pipe.partitions.to_dict() if pipe.partitions else None,
         code_hash=pipe.code_hash)
-    hits = records.cached(ws, [n.key for n in order if n.step.cache])
-    tracked_params = {k: v for k, v in bound.items()}
-    with start_run(name=pipe.name, experiment=pipe.name, params=_loggable(tracked_params),
+    hits = records.cached(ws, [n.key for n in order if n.step.cache and n.key])
+    with start_run(name=pipe.name, experiment=pipe.name, params=_loggable(bound),
                    tags={"partition": partition} if partition else None, kind="pipeline",
                    code_path=pipe.source_file, workspace=ws) as tracking_run:
         run_id = tracking_run.id
         records.start(ws, run_id=run_id, pipeline_id=pipeline_id, params=_loggable(bound),
                       partition=bound.get("partition"), executor=executor,
                       resumed_from=resumed_from)
-        outputs: dict[int, tuple[str, str]] = {}
-        status: dict[int, StepRecord] = {}
-        first_records = []
-        for node in order:
-            if node.step.cache and node.key in hits:
-                hit = hits[node.key]
-                outputs[node.id] = (hit.digest, hit.kind)
-                status[node.id] = StepRecord(node=node.name, status="cached", cache_key=node.key,
-                                             output_digest=hit.digest, output_kind=hit.kind)
-                for name, value, step, timestamp in hit.metrics:  # the run reports them too
-                    tracking_run.log_metric(name, value, step=step, timestamp=timestamp)
-                first_records.append((node.id, status[node.id], None))
-        if first_records:
-            records.record_steps(ws, run_id, first_records)
-        notify = on_step or (lambda record: None)
-        for _, record, _ in first_records:
-            notify(record)
-
-        failure = _execute(graph, order, outputs, status, run_id, ws, executor, max_workers,
-                           tracking_run, notify)
-        for node in order:
-            if node.id not in status:
-                status[node.id] = StepRecord(node=node.name, status="skipped", cache_key=node.key)
-                records.record_steps(ws, run_id, [(node.id, status[node.id], None)])
-                notify(status[node.id])
-        output = outputs.get(returned.node) if isinstance(returned, Handle) else None
+        state = _Run(graph, ws, run_id, tracking_run, on_step or (lambda record: None))
+        state.use_cache(hits, order)
+        failure = _execute(state, order, executor, max_workers)
+        skipped = [n for n in order if n.id not in state.status]
+        for node in skipped:
+            state.status[node.id] = StepRecord(node=node.name, status="skipped",
+                                               cache_key=node.key)
+        if skipped:
+            records.record_steps(ws, run_id, [(n.id, state.status[n.id], None) for n in skipped])
+            for node in skipped:
+                state.notify(state.status[node.id])
+        output = state.outputs.get(returned.node) if isinstance(returned, Handle) else None
         run_status = "failed" if failure else "succeeded"
         records.finish(ws, run_id, status=run_status, error=failure, output=output)
         result = PipelineRunResult(run_id=run_id, pipeline=pipe.name, status=run_status,
-                                   steps=[status[n.id] for n in graph.nodes],
+                                   steps=[state.status[n.id] for n in graph.nodes],
                                    duration_s=time.perf_counter() - started,
                                    partition=bound.get("partition"), _output=output,
                                    _workspace=ws)
@@ -162,12 +198,13 @@ def run_pipeline(pipe: Pipeline, params: dict[str, Any], *, partition: str | Non
     return result
 
 
-def _execute(graph: Graph, order: list[Node], outputs: dict[int, tuple[str, str]],
-             status: dict[int, StepRecord], run_id: str, ws: Workspace, kind: str,
-             max_workers: int | None, tracking_run: Any,
-             notify: Callable[[StepRecord], None]) -> str | None:
-    """Submit every node whose inputs are ready; returns the failure message, if any."""
-    pending = [n for n in order if n.id not in status]
+def _execute(state: _Run, order: list[Node], kind: str, max_workers: int | None) -> str | None:
+    """Submit every node whose inputs are ready; returns the failure message, if any.
+
+    A node downstream of an uncached step gets its key only once that step's output exists
+    (the key then hashes the output itself), and is looked up in the cache at that moment.
+    """
+    pending = [n for n in order if n.id not in state.status]
     if not pending:
         return None
     executor = make_executor(kind, max_workers)
@@ -175,32 +212,29 @@ def _execute(graph: Graph, order: list[Node], outputs: dict[int, tuple[str, str]
     failure: str | None = None
     try:
         while pending or running:
-            if failure is None:
-                for node in [n for n in pending if all(u in outputs for u in n.upstream)]:
+            ready = [n for n in pending if all(u in state.outputs for u in n.upstream)]
+            if failure is None and ready:
+                late = [n for n in ready if not n.key]
+                state.ready_keys(late)
+                found = state.use_cache(records.cached(state.ws, [n.key for n in late
+                                                                  if n.step.cache]), late)
+                for node in ready:
                     pending.remove(node)
+                    if node in found:
+                        continue
                     # In-process and Ray tasks carry the step itself (Ray pickles it by
                     # reference, or by value for a file-loaded module); forked workers import it.
-                    task = _task(node, graph, outputs, run_id, ws, inline=kind != "local")
+                    task = _task(node, state.graph, state.outputs, state.run_id, state.ws,
+                                 inline=kind != "local")
                     running[executor.submit(execute, task)] = node
-            elif not running:
-                break
+                if found:
+                    continue  # cached outputs may have made more nodes ready
             if not running:
                 break
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
-                node = running.pop(future)
-                result = future.result()
-                record = _record(node, result)
-                status[node.id] = record
-                records.record_steps(ws, run_id, [(node.id, record, result)])
-                notify(record)
-                for name, value, step, timestamp in result.metrics:
-                    tracking_run.log_metric(name, value, step=step, timestamp=timestamp)
-                if result.ok and result.digest and result.kind:
-                    outputs[node.id] = (result.digest, result.kind)
-                elif failure is None:
-                    tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
-                    failure = f"Step '{node.name}' failed{tries}: {result.error}."
+                error = state.finish(running.pop(future), future.result())
+                failure = failure or error
     finally:
         executor.shutdown()
     return failure
