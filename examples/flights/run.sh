@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: a workspace, a real dataset, its contract, the report.
+# The main job on the embedded defaults: a workspace, a real dataset, its contract, the report;
+# then a training pipeline on it (contract → features → LightGBM → metrics) that is cached by
+# content: run again, it does nothing; change one parameter, only what depends on it re-runs.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 demo="${1:-demo}"
@@ -16,4 +18,11 @@ $mlwright -w "$demo" data show flights
 $mlwright -w "$demo" data register flights "$demo/data/flights_flown.parquet" \
     --description "NYC departures 2013, cancelled flights removed"
 $mlwright -w "$demo" data diff flights@1 flights@2
+
+$mlwright -w "$demo" pipeline run "$here/pipeline.py:flight_delays"
+$mlwright -w "$demo" pipeline run flight_delays                  # unchanged: only the snapshot step looks for new data
+$mlwright -w "$demo" pipeline run flight_delays -p num_leaves=15 # re-trains and re-evaluates only
+runs=$($mlwright -w "$demo" runs list --experiment flight_delays --limit 3 --json \
+       | python -c 'import json, sys; print(" ".join(r["id"] for r in json.load(sys.stdin)))')
+$mlwright -w "$demo" runs compare $runs
 $mlwright -w "$demo" audit log --limit 10

@@ -44,8 +44,11 @@ def _shape(values: list[float]) -> str:
 
 
 def _pairs(values: dict[str, object]) -> str:
-    text = ", ".join(f"{k}={short(v, 12)}" for k, v in list(values.items())[:SHOWN])
-    return text + (" …" if len(values) > SHOWN else "")
+    """``key=value`` lines for a table cell, at most SHOWN of them."""
+    lines = [f"{short(k, 18)}={short(v, 10)}" for k, v in list(values.items())[:SHOWN]]
+    if len(values) > SHOWN:
+        lines.append(f"(+{len(values) - SHOWN} more)")
+    return "\n".join(lines)
 
 
 @runs_app.command("list")
@@ -67,15 +70,21 @@ def list_command(
     if not infos:
         console.print("No runs yet: run a pipeline, or use mlwright.tracking.start_run.")
         return
+    # Only what tells the runs apart: parameters whose values differ among the listed runs.
+    keys = sorted({k for i in infos for k in i.params})
+    differing = [k for k in keys if len({repr(i.params.get(k)) for i in infos}) > 1]
     table = Table(title="Runs (newest first)")
-    for column in ("run", "experiment", "name", "kind", "status", "started (UTC)", "seconds",
-                   "params", "metrics"):
-        table.add_column(column, overflow="fold")
+    table.add_column("run", no_wrap=True, max_width=16, overflow="ellipsis")
+    for column in ("status", "started", "s"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("params that differ", overflow="fold", min_width=10, ratio=1)
+    table.add_column("metrics", overflow="fold", min_width=14, ratio=2)
     for i in infos:
-        seconds = "" if i.duration_s is None else f"{i.duration_s:.2f}"
-        table.add_row(i.id[:8], escape(i.experiment), escape(i.name), i.kind, _status(i.status),
-                      f"{i.started_at:%Y-%m-%d %H:%M:%S}", seconds, escape(_pairs(i.params)),
-                      escape(_pairs(dict(i.metrics))))
+        seconds = "" if i.duration_s is None else f"{i.duration_s:.1f}"
+        params = {k: i.params[k] for k in differing if k in i.params}
+        table.add_row(f"{i.id[:8]}\n[dim]{short(i.name, 16)}[/]", _status(i.status),
+                      f"{i.started_at:%m-%d %H:%M}", seconds, _pairs(params),
+                      _pairs(dict(i.metrics)))
     console.print(table)
 
 

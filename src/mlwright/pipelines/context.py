@@ -12,16 +12,38 @@ import contextvars
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlwright.errors import PipelineError
+from mlwright.workspace import Workspace, open_workspace
 
 
 @dataclass
 class StepContext:
+    """The running step: its pipeline run, its name, and the pipeline's workspace."""
+
     run_id: str
     step: str
     workspace_root: str
+    settings: dict[str, Any] = field(default_factory=dict)
     metrics: list[tuple[str, float, int | None, float]] = field(default_factory=list)
+    _workspace: Workspace | None = field(default=None, repr=False)
+
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace the pipeline runs in, with the same settings (opened on first use).
+
+        Functions called without ``workspace=`` inside a step find it too: the step runs with
+        ``MLWRIGHT_WORKSPACE`` and the other settings set to the pipeline's.
+        """
+        if self._workspace is None:
+            self._workspace = open_workspace(self.workspace_root, overrides=self.settings)
+        return self._workspace
+
+    def close(self) -> None:
+        if self._workspace is not None:
+            self._workspace.close()
+            self._workspace = None
 
 
 _context: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar("mlwright_step",

@@ -14,9 +14,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlwright.config import ENV_PREFIX
 from mlwright.pipelines import context as step_context
 from mlwright.pipelines.outputs import decode, encode
 from mlwright.store import ArtifactStore
+from mlwright.workspace import WORKSPACE_ENV
 
 LOG_LIMIT = 64 * 1024
 
@@ -41,6 +43,7 @@ class StepTask:
     backoff_s: float
     artifact_url: str
     workspace_root: str
+    settings: dict[str, Any] = field(default_factory=dict)
     step_object: Any = None  # set for in-process execution; workers import ``step_ref``
 
 
@@ -90,17 +93,29 @@ class _Capture(logging.Handler):
         self.sink.write(self.format(record) + "\n")
 
 
+def _enter_workspace(task: StepTask) -> dict[str, str]:
+    """Point ``open_workspace()`` at the pipeline's workspace and settings while the step runs
+    (in-process steps too, so a workspace in the caller's environment cannot leak in);
+    returns the environment to restore."""
+    saved = dict(os.environ)
+    os.environ[WORKSPACE_ENV] = task.workspace_root
+    for key, value in task.settings.items():
+        os.environ[f"{ENV_PREFIX}{key.upper()}"] = str(value)
+    return saved
+
+
 def execute(task: StepTask) -> StepResult:
     """Run a step task to completion (or to its last failed attempt); never raises."""
     started = time.time()
-    os.environ.setdefault("MLWRIGHT_WORKSPACE", task.workspace_root)
     store = ArtifactStore(task.artifact_url)
     sink = io.StringIO()
     handler = _Capture(sink)
     root_logger = logging.getLogger()
     root_logger.addHandler(handler)
-    context = step_context.StepContext(task.run_id, task.node, task.workspace_root)
+    context = step_context.StepContext(task.run_id, task.node, task.workspace_root,
+                                       task.settings)
     token = step_context.enter(context)
+    saved_environment = _enter_workspace(task)
     attempts = 0
     error = error_type = None
     try:
@@ -131,6 +146,9 @@ def execute(task: StepTask) -> StepResult:
         error = f"{error_type}: {exc}"
         sink.write(traceback.format_exc())
     finally:
+        os.environ.clear()
+        os.environ.update(saved_environment)
+        context.close()
         step_context.leave(token)
         root_logger.removeHandler(handler)
     return StepResult(task.node, task.key, False, attempts, started, time.time(),

@@ -49,7 +49,10 @@ class Pipeline:
     executor: str = "local"
 
     def __post_init__(self) -> None:
-        self.signature = inspect.signature(self.fn)
+        try:  # real types even where `from __future__ import annotations` made them strings
+            self.signature = inspect.signature(self.fn, eval_str=True)
+        except (NameError, AttributeError, SyntaxError, TypeError):  # names only a type checker sees
+            self.signature = inspect.signature(self.fn)
         if self.schedule is not None:
             check_schedule(self.schedule, self.name)
         if self.partitions is not None and PARTITION not in self.signature.parameters:

@@ -85,7 +85,8 @@ def _task(node: Node, graph: Graph, outputs: dict[int, tuple[str, str]], run_id:
     return StepTask(run_id=run_id, node=node.name, step_ref=node.step.ref, key=node.key,
                     args=swap(node.args), kwargs=swap(node.kwargs), retries=node.step.retries,
                     backoff_s=node.step.backoff_s, artifact_url=ws.artifact_url,
-                    workspace_root=str(ws.root), step_object=node.step if inline else None)
+                    workspace_root=str(ws.root), settings=ws.settings.model_dump(),
+                    step_object=node.step if inline else None)
 
 
 def _record(node: Node, result: StepResult) -> StepRecord:
@@ -171,7 +172,12 @@ def run_pipeline(pipe: Pipeline, params: dict[str, Any], *, partition: str | Non
                       resumed_from=resumed_from)
         state = _Run(graph, ws, run_id, tracking_run, on_step or (lambda record: None))
         state.use_cache(hits, order)
-        failure = _execute(state, order, executor, max_workers)
+        try:
+            failure = _execute(state, order, executor, max_workers)
+        except BaseException as exc:  # no executor, a broken pool: the run must not stay "running"
+            records.finish(ws, run_id, status="failed", error=f"{type(exc).__name__}: {exc}",
+                           output=None)
+            raise
         skipped = [n for n in order if n.id not in state.status]
         for node in skipped:
             state.status[node.id] = StepRecord(node=node.name, status="skipped",

@@ -140,10 +140,10 @@ def get_run(run_id: str, *, workspace: WorkspaceLike = None) -> RunInfo:
         info.code_version = dict(row.code_version or {})
         info.params = {k: decode_value(v) for k, v in session.execute(
             select(RunParam.key, RunParam.value).where(RunParam.run_id == run_id)
-            .order_by(RunParam.key)).tuples()}
+            .order_by(RunParam.key))}
         info.tags = dict(session.execute(select(RunTag.key, RunTag.value)
                                          .where(RunTag.run_id == run_id).order_by(RunTag.key))
-                         .tuples().all())
+                         .all())
         info.artifacts = {a.name: {"digest": a.digest, "size": a.size}
                           for a in session.execute(select(RunArtifact).where(
                               RunArtifact.run_id == run_id).order_by(RunArtifact.name)).scalars()}

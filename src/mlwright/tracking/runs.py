@@ -129,7 +129,7 @@ class Run:
         """Another writer logged some of these keys first: fine if the values agree."""
         with self.workspace.db.session() as session:
             stored = dict(session.execute(select(RunParam.key, RunParam.value).where(
-                RunParam.run_id == self.id, RunParam.key.in_(list(fresh)))).tuples().all())
+                RunParam.run_id == self.id, RunParam.key.in_(list(fresh)))).all())
             for key, value in fresh.items():
                 if key in stored and stored[key] != value:
                     raise TrackingError(
