@@ -152,6 +152,8 @@ def backfill_command(
     param: ParamOption = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Partitions run at once "
                                                             "(default 2).")] = None,
+    executor: Annotated[str, typer.Option(help="Where partitions run: local processes or "
+                                               "ray.")] = "local",
     json_out: JsonFlag = False,
 ) -> None:
     """Run every partition in [--from, --to] without a successful run, in parallel; partitions
@@ -172,7 +174,7 @@ def backfill_command(
                                                          f"{'ok' if ok else 'FAILED'}")
 
         result = backfill(pipe, start, end, params=parse_params(param), workspace=workspace,
-                          workers=workers, progress=done)
+                          workers=workers, executor=executor, progress=done)
     workspace.close()
     if json_out:
         print_json(result.to_dict())

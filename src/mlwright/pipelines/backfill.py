@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlwright.errors import MlwrightError, PipelineError
 from mlwright.pipelines import records
+from mlwright.pipelines.executors import check_executor, make_executor
 from mlwright.workspace import as_workspace, open_workspace
 
 if TYPE_CHECKING:
@@ -48,10 +48,14 @@ def _run_partition(ref: str, key: str, params: dict[str, Any], root: str,
 
 
 def backfill(pipe: Pipeline, start: str | None, end: str | None, *, params: dict[str, Any],
-             workspace: Any, workers: int | None = None,
+             workspace: Any, workers: int | None = None, executor: str = "local",
              progress: Callable[[str, bool], None] | None = None) -> BackfillResult:
+    """Run the partitions in [start, end] that have no successful run, ``workers`` at a time,
+    each in a worker of ``executor`` (local processes, or Ray: then the workspace's stores
+    must be reachable from the cluster, e.g. PostgreSQL and an object store)."""
     if pipe.partitions is None:
         raise PipelineError(f"Pipeline '{pipe.name}' is not partitioned; use `pipeline run`.")
+    check_executor(executor)
     ws = as_workspace(workspace)
     keys = pipe.partitions.keys(start, end)
     pipe.bind(params, keys[0])  # bad parameters fail here, before any worker starts
@@ -63,10 +67,9 @@ def backfill(pipe: Pipeline, start: str | None, end: str | None, *, params: dict
     missing = [k for k in keys if k not in done]
     if not missing:
         return result
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     overrides = dict(ws.resolved.settings.model_dump())
-    with ProcessPoolExecutor(max_workers=min(workers or 2, len(missing)),
-                             mp_context=multiprocessing.get_context(method)) as pool:
+    pool = make_executor(executor, min(workers or 2, len(missing)))
+    try:
         futures = [pool.submit(_run_partition, pipe.ref, key, params, str(ws.root), overrides)
                    for key in missing]
         for future in as_completed(futures):
@@ -74,4 +77,6 @@ def backfill(pipe: Pipeline, start: str | None, end: str | None, *, params: dict
             (result.succeeded if ok else result.failed)[key] = detail
             if progress is not None:
                 progress(key, ok)
+    finally:
+        pool.shutdown()
     return result

@@ -94,6 +94,16 @@ class RayExecutor:
         pass  # the Ray instance outlives one run; ray.shutdown() is the caller's to make
 
 
+EXECUTORS = ("local", "inline", "ray")
+
+
+def check_executor(kind: str) -> str:
+    """``kind`` if it names an executor; a PipelineError listing them otherwise."""
+    if kind not in EXECUTORS:
+        raise PipelineError(f"Unknown executor '{kind}'; choose {', '.join(EXECUTORS)}.")
+    return kind
+
+
 def make_executor(kind: ExecutorKind | str, max_workers: int | None = None) -> Executor:
     if kind == "inline":
         return InlineExecutor()

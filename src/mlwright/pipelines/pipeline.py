@@ -161,11 +161,13 @@ class Pipeline:
         return records.get_pipeline(ws, self.name)
 
     def backfill(self, start: str | None = None, end: str | None = None, *,
-                 workspace: Any = None, workers: int | None = None, **params: Any) -> Any:
+                 workspace: Any = None, workers: int | None = None, executor: str = "local",
+                 **params: Any) -> Any:
         """Run every partition in [start, end] that has no successful run yet, in parallel."""
         from mlwright.pipelines.backfill import backfill
 
-        return backfill(self, start, end, params=params, workspace=workspace, workers=workers)
+        return backfill(self, start, end, params=params, workspace=workspace, workers=workers,
+                        executor=executor)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)

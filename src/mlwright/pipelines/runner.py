@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mlwright.errors import PipelineError
 from mlwright.pipelines import records
 from mlwright.pipelines.execution import OutputRef, StepResult, StepTask, execute
-from mlwright.pipelines.executors import make_executor
+from mlwright.pipelines.executors import check_executor, make_executor
 from mlwright.pipelines.graph import Graph, Handle, Node
 from mlwright.pipelines.outputs import decode
 from mlwright.pipelines.records import StepRecord
@@ -154,6 +154,7 @@ def run_pipeline(pipe: Pipeline, params: dict[str, Any], *, partition: str | Non
     from mlwright.tracking import start_run
 
     started = time.perf_counter()
+    check_executor(executor)
     ws = as_workspace(workspace)
     bound = pipe.bind(params, partition)
     graph, returned = pipe.trace(bound)
