@@ -1,4 +1,5 @@
-"""mlwright: the production ML platform — data contracts, datasets, and (soon) the rest.
+"""mlwright: the production ML platform — data contracts, datasets, pipelines, run tracking,
+and (soon) the rest.
 
 The public API, imported lazily so that ``import mlwright`` reads no file, opens no
 connection and stays fast::
@@ -54,6 +55,21 @@ _EXPORTS = {
     "Quantile": "mlwright.data.rules",
     "NullRate": "mlwright.data.rules",
     "RowCount": "mlwright.data.rules",
+    # pipelines
+    "step": "mlwright.pipelines",
+    "pipeline": "mlwright.pipelines",
+    "log_metric": "mlwright.pipelines",
+    "current_step": "mlwright.pipelines",
+    "DailyPartitions": "mlwright.pipelines",
+    "StaticPartitions": "mlwright.pipelines",
+    "load_pipeline": "mlwright.pipelines",
+    "resume": "mlwright.pipelines",
+    # tracking
+    "start_run": "mlwright.tracking",
+    "get_run": "mlwright.tracking",
+    "list_runs": "mlwright.tracking",
+    "compare_runs": "mlwright.tracking",
+    "metric_history": "mlwright.tracking",
     # audit
     "audit_log": "mlwright.audit",
     # errors
@@ -94,6 +110,17 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from mlwright.data.validation import validate_table
     from mlwright.errors import MlwrightError
+    from mlwright.pipelines import (
+        DailyPartitions,
+        StaticPartitions,
+        current_step,
+        load_pipeline,
+        log_metric,
+        pipeline,
+        resume,
+        step,
+    )
+    from mlwright.tracking import compare_runs, get_run, list_runs, metric_history, start_run
     from mlwright.workspace import Workspace, init_workspace, open_workspace
 
 

@@ -5,8 +5,8 @@
 
 from mlwright.pipelines.backfill import BackfillResult, backfill
 from mlwright.pipelines.context import current_step, log_metric
+from mlwright.pipelines.definition import Pipeline, pipeline
 from mlwright.pipelines.partitions import DailyPartitions, Partitions, StaticPartitions
-from mlwright.pipelines.pipeline import Pipeline, pipeline
 from mlwright.pipelines.queries import (
     get_pipeline,
     get_pipeline_run,
@@ -16,7 +16,7 @@ from mlwright.pipelines.queries import (
 )
 from mlwright.pipelines.records import PipelineInfo, PipelineRunInfo, StepRecord
 from mlwright.pipelines.refs import load_pipeline
-from mlwright.pipelines.resume import resume
+from mlwright.pipelines.resuming import resume
 from mlwright.pipelines.runner import PipelineRunResult, StepFailedError
 from mlwright.pipelines.steps import Step, step
 

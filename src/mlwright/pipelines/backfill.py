@@ -13,7 +13,7 @@ from mlwright.pipelines.executors import check_executor, make_executor
 from mlwright.workspace import as_workspace, open_workspace
 
 if TYPE_CHECKING:
-    from mlwright.pipelines.pipeline import Pipeline
+    from mlwright.pipelines.definition import Pipeline
 
 
 @dataclass

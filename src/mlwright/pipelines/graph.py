@@ -69,7 +69,7 @@ def canonical(value: Any, where: str) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
+        return value if math.isfinite(value) else {"$float": repr(value)}  # not the string "nan"
     if isinstance(value, datetime | date):
         return {"$time": value.isoformat()}
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):

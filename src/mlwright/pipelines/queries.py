@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from mlwright.pipelines import records
-from mlwright.pipelines.pipeline import check_schedule
+from mlwright.pipelines.definition import check_schedule
 from mlwright.pipelines.records import PipelineInfo, PipelineRunInfo
 from mlwright.workspace import Workspace, as_workspace
 

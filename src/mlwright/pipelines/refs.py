@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlwright.errors import NotFoundError, PipelineError
-from mlwright.pipelines.pipeline import Pipeline
+from mlwright.pipelines.definition import Pipeline
 
 
 def _import_file(path: Path) -> Any:

@@ -18,7 +18,7 @@ from mlwright.pipelines.records import StepRecord
 from mlwright.workspace import Workspace, as_workspace
 
 if TYPE_CHECKING:
-    from mlwright.pipelines.pipeline import Pipeline
+    from mlwright.pipelines.definition import Pipeline
 
 
 class StepFailedError(PipelineError):
