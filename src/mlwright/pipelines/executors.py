@@ -62,9 +62,13 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Tasks as Ray remote functions on the cluster at ``address`` (default: $RAY_ADDRESS, else
-    a Ray instance started on this machine, whose workers get this process's import path so
-    that they find the same step modules)."""
+    """Tasks as Ray remote functions on the cluster at ``address`` (default: the Ray this
+    process already joined, else $RAY_ADDRESS, else a Ray instance started here).
+
+    Each task gets this process's import path, so that workers on this machine find the same
+    step modules as the driver (a test's, a notebook's folder); on other machines the paths
+    that do not exist are ignored, and steps of a module loaded from a file travel by value.
+    """
 
     def __init__(self, address: str | None = None) -> None:
         try:
@@ -74,19 +78,17 @@ class RayExecutor:
                                 "(or choose --executor local).") from None
         self._ray = ray
         self._remotes: dict[Callable[..., Any], Any] = {}
+        path = [p or str(Path.cwd()) for p in sys.path]
+        self._runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(path)}}
         if not ray.is_initialized():
-            address = address or os.environ.get("RAY_ADDRESS")
-            runtime_env = None
-            if address is None:
-                path = [p or str(Path.cwd()) for p in sys.path]
-                runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(path)}}
-            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
-                     log_to_driver=False, runtime_env=runtime_env)
+            ray.init(address=address or os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True,
+                     include_dashboard=False, log_to_driver=False)
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         remote = self._remotes.get(fn)
         if remote is None:
-            remote = self._remotes[fn] = self._ray.remote(max_retries=0)(fn)
+            remote = self._remotes[fn] = self._ray.remote(
+                max_retries=0, runtime_env=self._runtime_env)(fn)
         future: Future[T] = remote.remote(*args).future()
         return future
 

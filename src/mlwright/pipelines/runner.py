@@ -240,7 +240,15 @@ def _execute(state: _Run, order: list[Node], kind: str, max_workers: int | None)
                 break
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
-                error = state.finish(running.pop(future), future.result())
+                node = running.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # the worker died (killed, out of memory), not the step
+                    now = time.time()
+                    result = StepResult(node.name, node.key, False, 1, now, now,
+                                        error=f"its worker failed: {type(exc).__name__}: {exc}",
+                                        error_type=type(exc).__name__)
+                error = state.finish(node, result)
                 failure = failure or error
     finally:
         executor.shutdown()

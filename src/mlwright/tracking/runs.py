@@ -65,7 +65,7 @@ def decode_value(text: str) -> Any:
 
 def check_key(key: object, what: str, run_id: str) -> str:
     if not isinstance(key, str) or not key.strip() or len(key) > KEY_LIMIT:
-        raise TrackingError(f"A {what} name of run {run_id} must be a non-empty string of at most "
+        raise TrackingError(f"The {what} name of run {run_id} must be a non-empty string of at most "
                             f"{KEY_LIMIT} characters; got {key!r}.")
     return key
 
