@@ -84,3 +84,27 @@ def test_the_key_chains_through_upstream_steps() -> None:
     assert one.nodes[0].key == two.nodes[0].key
     assert one.nodes[1].key != two.nodes[1].key
     assert one.nodes[2].key != two.nodes[2].key  # total's own arguments did not change
+
+
+def test_same_body_with_other_decorators_hashes_the_same(tmp_path: Any) -> None:
+    import importlib.util
+
+    from mlwright.pipelines.steps import code_hash
+
+    one = tmp_path / "one.py"
+    two = tmp_path / "two.py"
+    one.write_text("from mlwright.pipelines import step\n\n@step\ndef f(x):\n    return x + 1\n")
+    two.write_text('from mlwright.pipelines import step\n\n@step(retries=2, backoff=0.1)\n'
+                   'def f(x):\n    """Adds one."""\n    # why: a comment\n    return (x +\n'
+                   '            1)\n')
+    three = tmp_path / "three.py"
+    three.write_text("from mlwright.pipelines import step\n\n@step\ndef f(x):\n    return x + 2\n")
+    hashes = []
+    for path in (one, two, three):
+        spec = importlib.util.spec_from_file_location(f"hash_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        hashes.append(code_hash(module.f.fn))
+    assert hashes[0] == hashes[1]
+    assert hashes[0] != hashes[2]

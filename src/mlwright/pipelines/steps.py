@@ -13,6 +13,7 @@ function.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import textwrap
@@ -27,10 +28,26 @@ R = TypeVar("R")
 
 
 def code_hash(fn: Callable[..., Any]) -> str:
-    """sha256 of a function's source (dedented), or of its bytecode when there is no source."""
+    """sha256 of a function's code without its decorators, comments or formatting (so that
+    ``retries=`` or a reworded comment keeps the cache), or of its bytecode without source.
+
+    Only the function itself counts: a helper it calls is not followed; bump the step's
+    ``version=`` when such a helper changes.
+    """
     try:
         source = textwrap.dedent(inspect.getsource(fn))
         payload = source.encode()
+        tree = ast.parse(source)
+        definition = tree.body[0] if tree.body else None
+        if isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
+            definition.decorator_list = []
+            body = definition.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                definition.body = body[1:] or [ast.Pass()]  # the docstring is not behaviour
+            payload = ast.unparse(definition).encode()
+    except SyntaxError:  # source that does not parse alone (a lambda mid-expression): as is
+        pass
     except (OSError, TypeError):  # defined in a REPL or built dynamically
         code = getattr(fn, "__code__", None)
         payload = code.co_code + repr(code.co_consts).encode() if code else repr(fn).encode()
