@@ -8,8 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mlwright.errors import NotFoundError
@@ -17,6 +15,7 @@ from mlwright.pipelines.execution import StepResult
 from mlwright.store import record_event
 from mlwright.store.pipeline_tables import PipelineDef, PipelineRun, StepCache, StepRun
 from mlwright.store.types import utcnow
+from mlwright.store.upsert import upsert
 from mlwright.workspace import Workspace
 
 
@@ -232,16 +231,11 @@ def _remember(session: Session, record: StepRecord, run_id: str,
               result: StepResult | None) -> None:
     """Upsert the cache entry: partitions running in parallel may write the same key at
     once, and an entry whose artifact was deleted is replaced by the fresh one."""
-    values = {"cache_key": record.cache_key, "step": record.node,
+    values: dict[str, Any] = {"cache_key": record.cache_key, "step": record.node,
               "output_digest": record.output_digest, "output_kind": record.output_kind,
               "pipeline_run_id": run_id, "created_at": utcnow(),
               "metrics": [list(m) for m in result.metrics] if result is not None else []}
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(StepCache).values(**values)
-    session.execute(statement.on_conflict_do_update(
-        index_elements=["cache_key"],
-        set_={k: statement.excluded[k] for k in values if k != "cache_key"}))
+    upsert(session, StepCache, [values], keys=["cache_key"])
 
 
 def finish(ws: Workspace, run_id: str, *, status: str, error: str | None,

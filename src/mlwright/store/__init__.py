@@ -21,7 +21,14 @@ from mlwright.store.tables import (
     DatasetVersion,
     Validation,
 )
-from mlwright.store.tracking_tables import Run, RunArtifact, RunMetric, RunParam, RunTag
+from mlwright.store.tracking_tables import (
+    Run,
+    RunArtifact,
+    RunLatestMetric,
+    RunMetric,
+    RunParam,
+    RunTag,
+)
 
 __all__ = [
     "ArtifactStore",
@@ -35,6 +42,7 @@ __all__ = [
     "PipelineRun",
     "Run",
     "RunArtifact",
+    "RunLatestMetric",
     "RunMetric",
     "RunParam",
     "RunTag",

@@ -57,11 +57,24 @@ class RunMetric(Base):
     """One point of a metric series. ``value`` is NULL for NaN (SQLite cannot store NaN)."""
 
     __tablename__ = "run_metrics"
-    __table_args__ = (Index("ix_run_metrics_run_id_key", "run_id", "key"),)
+    __table_args__ = (Index("ix_run_metrics_run_id_key_step", "run_id", "key", "step"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey(_RUN_FK))
     key: Mapped[str] = mapped_column(String(250))
+    value: Mapped[float | None] = mapped_column(Float)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunLatestMetric(Base):
+    """Each series' point at its highest step, kept by every write, so that reading a run's
+    (or fifty runs') current metrics is one indexed lookup, not a scan of every point."""
+
+    __tablename__ = "run_latest_metrics"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey(_RUN_FK), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[float | None] = mapped_column(Float)
     step: Mapped[int] = mapped_column(BigInteger)
     timestamp_ms: Mapped[int] = mapped_column(BigInteger)

@@ -18,9 +18,10 @@ def environment() -> dict[str, Any]:
     """Python version, platform and every installed distribution with its version."""
     packages: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = dist.metadata["Name"]
+        meta = dist.metadata  # parsed once per distribution (dist.version would parse again)
+        name = meta["Name"]
         if name:
-            packages[name.lower()] = dist.version
+            packages[name.lower()] = meta["Version"]
     return {"python": platform.python_version(), "implementation": platform.python_implementation(),
             "platform": platform.platform(), "executable": sys.executable,
             "packages": dict(sorted(packages.items()))}
@@ -44,13 +45,13 @@ def code_version(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """
     where = Path(path) if path is not None else Path.cwd()
     folder = where if where.is_dir() else where.parent
-    top = _git(folder, "rev-parse", "--show-toplevel")
-    if top is None:
+    # Two processes, not four: rev-parse answers all three questions at once.
+    facts = _git(folder, "rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD")
+    if facts is None:  # not a repository (or a repository without a commit yet)
         return {"git": False, "path": str(where)}
-    commit = _git(folder, "rev-parse", "HEAD")
+    top, commit, branch = [*facts.splitlines(), "", "", ""][:3]
     diff = _git(folder, "diff", "HEAD", "--no-color") or ""
-    branch = _git(folder, "rev-parse", "--abbrev-ref", "HEAD")
     return {"git": True, "path": str(where), "repository": top.strip(),
-            "commit": commit.strip() if commit else None,
-            "branch": branch.strip() if branch else None, "dirty": bool(diff),
+            "commit": commit.strip() or None, "branch": branch.strip() or None,
+            "dirty": bool(diff),
             "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None}

@@ -27,8 +27,16 @@ from sqlalchemy import insert, select, update
 
 from mlwright.errors import TrackingError
 from mlwright.store import Run as RunRow
-from mlwright.store import RunArtifact, RunMetric, RunParam, RunTag, is_unique_violation
+from mlwright.store import (
+    RunArtifact,
+    RunLatestMetric,
+    RunMetric,
+    RunParam,
+    RunTag,
+    is_unique_violation,
+)
 from mlwright.store.types import utcnow
+from mlwright.store.upsert import upsert
 from mlwright.tracking.environment import code_version, environment
 from mlwright.workspace import Workspace, as_workspace
 
@@ -43,8 +51,9 @@ _live: dict[str, Run] = {}
 
 
 def flush_live(run_id: str | None = None) -> None:
-    """Write the buffered metric points of this process's open runs (or of one of them)."""
-    for live in [_live[run_id]] if run_id in _live else [] if run_id else list(_live.values()):
+    """Write the buffered metric points of this process's open run ``run_id``, or of all of
+    them when ``run_id`` is None or not an open run's full id (it may be a prefix)."""
+    for live in [_live[run_id]] if run_id in _live else list(_live.values()):
         live.flush()
 
 
@@ -194,11 +203,18 @@ class Run:
             self.log_metric(key, value, step=step, timestamp=moment)
 
     def flush(self) -> None:
-        """Write the buffered metric points now (one statement)."""
+        """Write the buffered metric points now, and each series' newest point (one
+        transaction)."""
         if self._pending:
             rows, self._pending = self._pending, []
+            latest: dict[str, dict[str, Any]] = {}
+            for row in rows:  # in logging order: the last of equal steps wins
+                if row["key"] not in latest or row["step"] >= latest[row["key"]]["step"]:
+                    latest[row["key"]] = row
             with self.workspace.db.session() as session:
                 session.execute(insert(RunMetric), rows)
+                upsert(session, RunLatestMetric, list(latest.values()), keys=["run_id", "key"],
+                       only_if=lambda new: new.step >= RunLatestMetric.step)
         self._last_flush = time.monotonic()
 
     # -- artifacts -----------------------------------------------------------------------

@@ -64,7 +64,11 @@ def upgrade() -> None:
         _fk("run_metrics", "run_id", "runs"),
         sa.PrimaryKeyConstraint("id", name="pk_run_metrics"),
     )
-    op.create_index("ix_run_metrics_run_id_key", "run_metrics", ["run_id", "key"])
+    op.create_index("ix_run_metrics_run_id_key_step", "run_metrics", ["run_id", "key", "step"])
+    _run_child("run_latest_metrics", sa.Column("key", sa.String(250), nullable=False),
+               sa.Column("value", sa.Float, nullable=True),
+               sa.Column("step", sa.BigInteger, nullable=False),
+               sa.Column("timestamp_ms", sa.BigInteger, nullable=False))
 
     op.create_table(
         "pipelines",
@@ -137,6 +141,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("step_cache", "step_runs", "pipeline_runs", "pipelines", "run_metrics",
+    for table in ("step_cache", "step_runs", "pipeline_runs", "pipelines", "run_latest_metrics",
+                  "run_metrics",
                   "run_artifacts", "run_tags", "run_params", "runs"):
         op.drop_table(table)
