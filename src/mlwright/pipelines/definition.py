@@ -145,8 +145,9 @@ class Pipeline:
                             on_step=on_step)
 
     def register(self, *, workspace: Any = None, schedule: str | None = None) -> Any:
-        """Record the pipeline (and a cron ``schedule``, which wins over the decorator's)
-        without running it; returns its ``PipelineInfo``."""
+        """Record the pipeline without running it, applying its schedule: ``schedule`` if
+        given, else the decorator's (runs never change a recorded schedule; this does).
+        Returns its ``PipelineInfo``."""
         from mlwright.pipelines import records
         from mlwright.workspace import as_workspace
 
@@ -155,7 +156,7 @@ class Pipeline:
             check_schedule(schedule, self.name)
         records.register(ws, name=self.name, ref=self.ref, schedule=self.schedule,
                          partitions=self.partitions.to_dict() if self.partitions else None,
-                         code_hash=self.code_hash)
+                         code_hash=self.code_hash, apply_schedule=True)
         if schedule is not None:
             return records.set_schedule(ws, self.name, schedule)
         return records.get_pipeline(ws, self.name)

@@ -62,13 +62,18 @@ class PipelineRunInfo:
 
 
 def register(ws: Workspace, *, name: str, ref: str, schedule: str | None,
-             partitions: dict[str, Any] | None, code_hash: str) -> int:
-    """Create or update the pipeline's definition; audited when it changes."""
+             partitions: dict[str, Any] | None, code_hash: str,
+             apply_schedule: bool = False) -> int:
+    """Create or update the pipeline's definition; audited when it changes.
+
+    The schedule is the decorator's when the pipeline is first recorded; after that only an
+    explicit act changes it (``apply_schedule``: `pipeline register`, or `pipeline schedule`),
+    never a run, so that a schedule set by an operator is not undone by the next run.
+    """
     with ws.db.session() as session:
         row = session.execute(select(PipelineDef).where(PipelineDef.name == name)).scalar_one_or_none()
         changed = {"ref": ref, "schedule": schedule, "partitions": partitions, "code_hash": code_hash}
-        if row is not None and schedule is None:
-            # A schedule declared with `mlwright pipeline schedule` stays until it is cleared.
+        if row is not None and not apply_schedule:
             changed["schedule"] = row.schedule
         if row is None:
             row = PipelineDef(name=name, created_by=ws.actor, **changed)
