@@ -226,3 +226,23 @@ def test_runs_list_show_compare_and_metric(cli: Cli) -> None:
     assert missing.code == 2
     assert "has no metric 'accuracy' (it has: total)" in missing.err
     assert cli("-w", "ws", "runs", "compare", newest).code == 2
+
+
+def test_runs_artifact_writes_the_file_or_stdout(cli: Cli, tmp_path: Path) -> None:
+    from mlwright.tracking import start_run
+
+    with start_run("by-hand", workspace=str(tmp_path / "ws")) as run:
+        run.log_artifact(b"col,a\n1,2\n", name="sample.csv")
+    target = tmp_path / "out" / "sample.csv"
+    target.parent.mkdir()
+    wrote = cli("-w", "ws", "runs", "artifact", run.id[:8], "sample.csv", "-o", str(target))
+    assert wrote.code == 0, wrote.err
+    assert target.read_bytes() == b"col,a\n1,2\n"
+    assert not list(target.parent.glob("*.partial"))
+    missing = cli("-w", "ws", "runs", "artifact", run.id, "nope.csv")
+    assert missing.code == 2
+    assert "has no artifact 'nope.csv'" in missing.err
+    nowhere = cli("-w", "ws", "runs", "artifact", run.id, "sample.csv", "-o",
+                  str(tmp_path / "no" / "such" / "dir" / "x.csv"))
+    assert nowhere.code == 2
+    assert "Cannot write artifact 'sample.csv'" in nowhere.err

@@ -1,21 +1,30 @@
-"""`mlwright runs ...`: list, show, compare, metric."""
+"""`mlwright runs ...`: list, show, compare, metric, artifact."""
 
 from __future__ import annotations
 
 import math
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlwright.cli.output import console, print_json, short, sparkline
+from mlwright.cli.output import console, err_console, print_json, short, sparkline
 from mlwright.cli.pipelines import steps_table
 from mlwright.cli.state import state
-from mlwright.errors import NotFoundError
+from mlwright.errors import NotFoundError, TrackingError
 from mlwright.pipelines import get_pipeline_run
-from mlwright.tracking import RunInfo, compare_runs, get_run, list_runs, metric_history
+from mlwright.tracking import (
+    RunInfo,
+    compare_runs,
+    get_run,
+    list_runs,
+    load_artifact,
+    metric_history,
+)
 
 runs_app = typer.Typer(help="Tracked runs: parameters, metrics, artifacts, environment, code.",
                        no_args_is_help=True)
@@ -230,3 +239,30 @@ def metric(
         table.add_row(str(p.step), short(p.value, digits=8),
                       f"{datetime.fromtimestamp(p.timestamp, UTC):%Y-%m-%d %H:%M:%S}")
     console.print(table)
+
+
+@runs_app.command("artifact")
+def artifact(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="A run id or a unique prefix of one.")],
+    name: Annotated[str, typer.Argument(help="The artifact's name (see `runs show`).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write it to this file "
+                                                "(default: standard output).")] = None,
+) -> None:
+    """Fetch an artifact of a run (its hash is verified on the way out)."""
+    workspace = state(ctx).open()
+    data = load_artifact(run_id, name, workspace=workspace)
+    workspace.close()
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    partial = output.with_name(output.name + ".partial")  # never leave half a file behind
+    try:
+        partial.write_bytes(data)
+        partial.replace(output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise TrackingError(f"Cannot write artifact '{name}' to {output}: "
+                            f"{exc.strerror or exc}.") from None
+    err_console.print(f"Wrote {len(data):,} bytes to {escape(str(output))}")
