@@ -27,6 +27,7 @@ test: $(BIN)/python
 benchmark: $(BIN)/python
 	$(PIP) install --quiet -e '.[dev]'
 	$(BIN)/python benchmarks/validation.py
+	$(BIN)/python benchmarks/pipelines.py
 
 clean:
 	rm -rf demo .pytest_cache .mypy_cache .ruff_cache

@@ -71,6 +71,29 @@ def test_row_level_rules_count_failing_rows_and_point_at_the_first() -> None:
     assert results["regex(email)"].samples[0]["email"] == "B@x.com"
 
 
+def test_a_contract_of_unique_rules_only_checks_tables_of_any_length() -> None:
+    contract = Contract("c", [Unique(("id",))])
+    for ids, failing in (([], 0), ([1], 0), ([1, 2, 2, None], 2)):
+        report = validate_table(pa.table({"id": pa.array(ids, pa.int64())}), contract)
+        assert report.results[0].failing_rows == failing
+
+
+def test_samples_are_the_first_failing_rows_however_far_down_they_are() -> None:
+    n = 50_000
+    x, ids = [1.0] * n, list(range(n))
+    for row in (3, 20_000, 45_000, 49_999):
+        x[row] = -1.0
+    ids[30_000] = ids[49_998] = -7
+    report = validate_table(pa.table({"x": x, "id": ids}),
+                            Contract("c", [Range("x", min=0), Unique(("id",))]),
+                            sample_failures=3)
+    by_id = {r.rule_id: r for r in report.results}
+    assert [s["row"] for s in by_id["range(x)"].samples] == [3, 20_000, 45_000]
+    assert by_id["range(x)"].failing_rows == 4
+    assert [s["row"] for s in by_id["unique(id)"].samples] == [30_000, 49_998]
+    assert by_id["unique(id)"].samples[1] == {"row": 49_998, "x": 1.0, "id": -7}
+
+
 def test_aggregate_rules_judge_the_table() -> None:
     results = check(Contract("c", [
         Mean("amount", min=0, max=50), Quantile("amount", q=0.5, min=10, max=30),
@@ -213,3 +236,41 @@ def test_counts_match_a_brute_force_twin(rows: list[dict[str, Any]], low: int, s
         assert result.failing_rows == brute_force(rule, rows), rule.rule_id
         assert result.passed == (result.failing_rows == 0)
         assert len(result.samples) == min(2, result.failing_rows or 0)
+
+
+FORK_SCRIPT = """
+import os, sys, threading, multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+import pyarrow as pa
+from mlwright.data.contracts import Contract
+from mlwright.data.rules import NotNull, Unique
+from mlwright.data.validation import validate_table
+contract = Contract("c", [NotNull("a"), Unique(("a",))])
+table = pa.table({"a": list(range(1000))})
+assert validate_table(table, contract).passed          # the parent opens its database
+def child(_):
+    return validate_table(table, contract).passed
+with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+    assert list(pool.map(child, range(4))) == [True] * 4
+worker = threading.Thread(target=lambda: [validate_table(table, contract) for _ in range(10)])
+worker.start()
+pid = os.fork()                                          # a fork while a thread validates
+if pid == 0:
+    ok = validate_table(table, contract).passed
+    sys.exit(0 if ok else 1)                             # a normal exit, with finalization
+_, status = os.waitpid(pid, 0)
+worker.join()
+print("exit", os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_forked_processes_validate_with_their_own_database() -> None:
+    """Pipeline workers are forked from a process that may have validated already: they must
+    neither hang on the inherited DuckDB database nor share it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("exit 0")
