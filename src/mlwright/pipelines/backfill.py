@@ -34,17 +34,16 @@ def _run_partition(ref: str, key: str, params: dict[str, Any], root: str,
                    overrides: dict[str, Any]) -> tuple[str, bool, str]:
     """In a worker: one partition, its steps run inline (the partitions are the parallelism)."""
     from mlwright.pipelines.refs import load_pipeline
-    from mlwright.pipelines.runner import StepFailedError
 
     try:
-        ws = open_workspace(root, overrides=overrides)
-        result = load_pipeline(ref).run(workspace=ws, partition=key, executor="inline", **params)
-        ws.close()
+        with open_workspace(root, overrides=overrides) as ws:
+            result = load_pipeline(ref).run(workspace=ws, partition=key, executor="inline",
+                                            **params)
         return key, True, result.run_id
-    except StepFailedError as exc:
+    except MlwrightError as exc:  # a failed step included: recorded, resumable
         return key, False, str(exc)
-    except MlwrightError as exc:
-        return key, False, str(exc)
+    except Exception as exc:  # anything else must not take the other partitions down
+        return key, False, f"{type(exc).__name__}: {exc}"
 
 
 def backfill(pipe: Pipeline, start: str | None, end: str | None, *, params: dict[str, Any],
@@ -72,8 +71,12 @@ def backfill(pipe: Pipeline, start: str | None, end: str | None, *, params: dict
     try:
         futures = [pool.submit(_run_partition, pipe.ref, key, params, str(ws.root), overrides)
                    for key in missing]
+        keys_of = dict(zip(futures, missing, strict=True))
         for future in as_completed(futures):
-            key, ok, detail = future.result()
+            try:
+                key, ok, detail = future.result()
+            except Exception as exc:  # the worker itself died
+                key, ok, detail = keys_of[future], False, f"its worker failed: {exc!r}"
             (result.succeeded if ok else result.failed)[key] = detail
             if progress is not None:
                 progress(key, ok)
