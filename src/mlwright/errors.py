@@ -13,7 +13,9 @@ and what to do::
     ├── DataError          reading or registering a dataset (missing file, bad format)
     ├── ContractError      a data contract that is itself wrong (unknown column, bad type)
     ├── PipelineError      a pipeline that is wrong (cycle, bad parameter) or a step that failed
-    └── TrackingError      a run that refuses what was logged (changed parameter, bad metric)
+    ├── TrackingError      a run that refuses what was logged (changed parameter, bad metric)
+    ├── RegistryError      a model version, flavor, alias or bundle that is wrong
+    └── GateError          a gate that is wrong (unknown metric), or a version that failed one
 """
 
 from __future__ import annotations
@@ -60,3 +62,11 @@ class PipelineError(MlwrightError):
 
 class TrackingError(MlwrightError):
     """A tracked run refused a parameter, metric, tag or artifact."""
+
+
+class RegistryError(MlwrightError):
+    """A model, version, flavor, alias, signature or bundle is wrong or missing."""
+
+
+class GateError(MlwrightError):
+    """A validation gate is declared wrongly, or a model version failed a blocking gate."""

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from mlwright.cli.audit import audit_app
 from mlwright.cli.data import data_app
+from mlwright.cli.models import model_app
 from mlwright.cli.output import err_console
 from mlwright.cli.pipelines import pipeline_app
 from mlwright.cli.runs import runs_app
@@ -34,6 +35,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(runs_app, name="runs")
+app.add_typer(model_app, name="model")
 app.add_typer(audit_app, name="audit")
 
 

@@ -13,6 +13,13 @@ from mlwright.store.audit import list_events, record_event
 from mlwright.store.database import Database, connect, is_unique_violation, mask_url
 from mlwright.store.names import check_name
 from mlwright.store.pipeline_tables import PipelineDef, PipelineRun, StepCache, StepRun
+from mlwright.store.registry_tables import (
+    Model,
+    ModelAlias,
+    ModelAliasMove,
+    ModelLineage,
+    ModelVersion,
+)
 from mlwright.store.tables import (
     AuditEvent,
     Base,
@@ -38,6 +45,11 @@ __all__ = [
     "Database",
     "Dataset",
     "DatasetVersion",
+    "Model",
+    "ModelAlias",
+    "ModelAliasMove",
+    "ModelLineage",
+    "ModelVersion",
     "PipelineDef",
     "PipelineRun",
     "Run",

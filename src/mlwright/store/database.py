@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from mlwright.errors import StoreError
 
 # The newest migration in migrations/versions (a test keeps them equal). `migrate` compares
 # the database's revision with it first and never imports Alembic when they match.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key ("mlwrig" in ASCII): one migrator at a time per database.
 _MIGRATION_LOCK = 0x6D6C77726967
@@ -272,6 +273,27 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[Session]:
+        """A :meth:`session` that holds the lock ``name`` from its start to its end, so that
+        read-then-write sequences (moving an alias and recording from where) never interleave.
+
+        SQLite takes its one write lock up front (``BEGIN IMMEDIATE``); PostgreSQL a
+        transaction-scoped advisory lock on a hash of ``name``, so unrelated names never wait.
+
+        >>> with db.exclusive("alias:delays:champion") as session:   # doctest: +SKIP
+        ...     ...
+        """
+        with self.session() as session:
+            connection = session.connection()
+            if self.dialect == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                digest = hashlib.sha256(name.encode()).digest()
+                key = int.from_bytes(digest[:8], "big", signed=True)
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield session
 
     def dispose(self) -> None:
         """Close every pooled connection; the object can still be used afterwards."""

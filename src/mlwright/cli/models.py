@@ -1,0 +1,223 @@
+"""`mlwright model ...`: list, show, lineage, alias, aliases, predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from mlwright.cli.output import console, err_console, print_json, short
+from mlwright.cli.state import state
+from mlwright.errors import RegistryError
+from mlwright.registry import (
+    LineageGraph,
+    alias_history,
+    get_model_version,
+    lineage,
+    list_model_versions,
+    list_models,
+    load_model,
+    remove_alias,
+    set_alias,
+)
+
+model_app = typer.Typer(help="The model registry: versions, lineage, aliases.",
+                        no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _gates(passed: bool | None) -> str:
+    return {True: "[green]passed[/]", False: "[red]FAILED[/]", None: "[dim]none[/]"}[passed]
+
+
+@model_app.command("list")
+def list_command(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Registered models with their latest version and aliases."""
+    workspace = state(ctx).open()
+    models = list_models(workspace=workspace)
+    workspace.close()
+    if json_out:
+        print_json([m.to_dict() for m in models])
+        return
+    if not models:
+        console.print("No models yet; register one with mlwright.register_model(...).")
+        return
+    table = Table(title="Models")
+    for column in ("name", "versions", "latest", "aliases", "description"):
+        table.add_column(column, overflow="fold")
+    for m in models:
+        aliases = ", ".join(f"{a}→@{v}" for a, v in sorted(m.aliases.items()))
+        table.add_row(escape(m.name), str(m.versions), f"@{m.latest}", escape(aliases),
+                      escape(m.description or ""))
+    console.print(table)
+
+
+@model_app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@N, NAME@latest or NAME@ALIAS.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """A version: flavor, signature, metrics, gates, lineage; and the model's other versions."""
+    workspace = state(ctx).open()
+    info = get_model_version(ref, workspace=workspace)
+    versions = list_model_versions(info.name, workspace=workspace)
+    workspace.close()
+    if json_out:
+        print_json({**info.to_dict(), "versions": [v.version for v in versions]})
+        return
+    aliases = f" · aliases {', '.join(info.aliases)}" if info.aliases else ""
+    console.print(f"[bold]{escape(info.ref)}[/]  {info.flavor} · gates {_gates(info.gates_passed)}"
+                  f"{aliases} · by {escape(info.created_by)} at {info.created_at:%Y-%m-%d %H:%M} UTC")
+    console.print(f"  manifest sha256 {info.manifest_digest} ({len(info.files)} files)")
+    if info.signature:
+        inputs = ", ".join(f"{c.name}: {c.type}" for c in info.signature.inputs)
+        output = info.signature.output
+        console.print(f"  inputs   {escape(inputs)}")
+        if output:
+            console.print(f"  output   {escape(output.name)}: {output.type}")
+    if info.metrics:
+        console.print("  metrics  " + ", ".join(f"{k}={short(v, digits=4)}"
+                                                 for k, v in info.metrics.items()))
+    if info.gates:
+        table = Table(title="Gates")
+        for column in ("gate", "blocking", "result", "details"):
+            table.add_column(column, overflow="fold")
+        for r in info.gates.get("results", []):
+            table.add_row(escape(str(r.get("gate_id"))), "yes" if r.get("blocking") else "no",
+                          "[green]pass[/]" if r.get("passed") else "[red]FAIL[/]",
+                          escape(str(r.get("message") or "")))
+        console.print(table)
+    console.print("  versions " + ", ".join(f"@{v.version}" for v in versions))
+
+
+def _tree(graph: LineageGraph) -> Tree:
+    by_id = {n["id"]: n for n in graph.nodes}
+    root = by_id[graph.root]
+
+    def label(node: dict[str, Any]) -> str:
+        text = f"[bold]{escape(node['label'])}[/]"
+        if node["kind"] == "model":
+            extra = [node.get("flavor") or ""]
+            if node.get("aliases"):
+                extra.append("aliases " + ", ".join(node["aliases"]))
+            if "gates_passed" in node:
+                extra.append("gates " + _gates(node.get("gates_passed")))
+            text += " " + " · ".join(e for e in extra if e)
+        elif node["kind"] == "dataset" and node.get("num_rows") is not None:
+            text += f" · {node['num_rows']:,} rows · sha256 {str(node.get('content_hash'))[:12]}"
+        elif node["kind"] == "run" and node.get("params"):
+            text += " · " + escape(", ".join(f"{k}={short(v, 12)}"
+                                             for k, v in list(node["params"].items())[:6]))
+        return text
+
+    def grow(branch: Tree, node: dict[str, Any], seen: set[str]) -> None:
+        for child in graph.children(node["id"]):
+            if child["id"] in seen:
+                continue
+            grow(branch.add(label(child)), child, seen | {child["id"]})
+
+    tree = Tree(label(root))
+    grow(tree, root, {root["id"]})
+    return tree
+
+
+@model_app.command("lineage")
+def lineage_command(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@N (or NAME, NAME@ALIAS).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Where a version came from: run, code, datasets, parent versions."""
+    workspace = state(ctx).open()
+    graph = lineage(ref, workspace=workspace)
+    workspace.close()
+    if json_out:
+        print_json(graph.to_dict())
+        return
+    console.print(_tree(graph))
+
+
+@model_app.command("alias")
+def alias_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model.")],
+    alias: Annotated[str, typer.Argument(help="champion, challenger, or any name.")],
+    version: Annotated[str | None, typer.Argument(help="N or latest.")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the alias.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Point an alias at a version (atomically, recorded), or --remove it."""
+    if (version is None) == (not remove):
+        raise RegistryError("Give a version (N or latest) or --remove, not both nor neither.")
+    workspace = state(ctx).open()
+    move = remove_alias(name, alias, workspace=workspace) if remove else \
+        set_alias(name, alias, version or "latest", workspace=workspace)
+    workspace.close()
+    if json_out:
+        print_json(move.to_dict())
+        return
+    before = f"@{move.from_version}" if move.from_version else "nothing"
+    after = f"@{move.to_version}" if move.to_version else "nothing (removed)"
+    console.print(f"{escape(name)}: '{escape(alias)}' moved from {before} to {after}")
+
+
+@model_app.command("aliases")
+def aliases_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model.")],
+    alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """The history of a model's aliases, oldest first."""
+    workspace = state(ctx).open()
+    moves = alias_history(name, alias, workspace=workspace)
+    workspace.close()
+    if json_out:
+        print_json([m.to_dict() for m in moves])
+        return
+    table = Table(title=f"Aliases of {escape(name)}")
+    for column in ("at (UTC)", "alias", "from", "to", "by"):
+        table.add_column(column)
+    for m in moves:
+        table.add_row(f"{m.at:%Y-%m-%d %H:%M:%S}", escape(m.alias),
+                      f"@{m.from_version}" if m.from_version else "",
+                      f"@{m.to_version}" if m.to_version else "(removed)", escape(m.actor))
+    console.print(table)
+
+
+@model_app.command("predict")
+def predict(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@N or NAME@ALIAS.")],
+    data: Annotated[Path, typer.Argument(help="Parquet or CSV with the signature's columns.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write.")],
+) -> None:
+    """Batch predictions from a file: the input columns plus a `prediction` column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlwright.data.io import read_path
+
+    workspace = state(ctx).open()
+    model = load_model(ref, workspace=workspace)
+    workspace.close()
+    table = read_path(data)
+    scores = model.predict(table)
+    result = table.append_column("prediction", pa.array(list(scores) if getattr(scores, "ndim", 1)
+                                                        > 1 else scores))
+    partial = output.with_name(output.name + ".partial")
+    try:
+        pq.write_table(result, partial)
+        partial.replace(output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise RegistryError(f"Cannot write predictions to {output}: {exc.strerror or exc}.") \
+            from None
+    err_console.print(f"Wrote {result.num_rows:,} predictions of {model.version.ref} to "
+                      f"{escape(str(output))}")

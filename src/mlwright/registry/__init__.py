@@ -1,0 +1,45 @@
+"""The model registry: versions of any flavor, their signature and lineage, aliases.
+
+>>> from mlwright.registry import register_model, load_model, set_alias, lineage
+>>> v = register_model("delays", booster, training_data="flights@2", label="delayed")  # doctest: +SKIP
+>>> set_alias("delays", "champion", v.version)                                        # doctest: +SKIP
+>>> load_model("delays@champion").predict(frame)                                      # doctest: +SKIP
+"""
+
+from mlwright.registry.aliases import AliasMove, alias_history, remove_alias, set_alias
+from mlwright.registry.lineage import LineageGraph, lineage, used_by
+from mlwright.registry.signature import Column, Signature, signature_from_schema, signature_from_table
+from mlwright.registry.versions import (
+    LoadedModel,
+    ModelSummary,
+    ModelVersionInfo,
+    get_model_version,
+    list_model_versions,
+    list_models,
+    load_model,
+    parse_model_ref,
+    register_model,
+)
+
+__all__ = [
+    "AliasMove",
+    "Column",
+    "LineageGraph",
+    "LoadedModel",
+    "ModelSummary",
+    "ModelVersionInfo",
+    "Signature",
+    "alias_history",
+    "get_model_version",
+    "lineage",
+    "list_model_versions",
+    "list_models",
+    "load_model",
+    "parse_model_ref",
+    "register_model",
+    "remove_alias",
+    "set_alias",
+    "signature_from_schema",
+    "signature_from_table",
+    "used_by",
+]
