@@ -2,11 +2,14 @@
 
     mlwright pipeline run examples/flights/pipeline.py:flight_delays -p min_delay=15
 
-Six steps: take the newest version of the `flights` dataset, check it against its contract,
-build features, split by time (train on January to October, test on November and December),
-train a LightGBM classifier, evaluate it. Every step is cached by its code, inputs and
-parameters: a second run does nothing, a new `num_leaves` re-trains and re-evaluates only,
-and a newly registered version of the data runs everything after the snapshot again.
+Seven steps: take the newest version of the `flights` dataset, check it against its
+contract, build features, split by time (train on January to October, test on November and
+December), train a LightGBM classifier, evaluate it, then judge it against its gates
+(threshold, no regression against the champion, every airport, later departures riskier),
+register it with its lineage and the gates' report, and make it the champion if it passed.
+Every step is cached by its code, inputs and parameters: a second run does nothing, a new
+`num_leaves` re-trains, re-evaluates and registers a new version only, and a newly
+registered version of the data runs everything after the snapshot again.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import pyarrow.compute as pc
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from mlwright import DatasetVersionInfo, get_dataset_version, load_dataset, validate_dataset
+from mlwright.evaluation import Directional, MetricThreshold, NoRegression, SliceMetric
 from mlwright.pipelines import current_step, log_metric, pipeline, step
+from mlwright.registry import evaluate_candidate, register_model, set_alias
 
 CATEGORICAL = ["carrier", "origin", "dest"]
 NUMERIC = ["month", "day_of_week", "sched_hour", "distance", "day"]
@@ -68,11 +73,16 @@ def split(table: pa.Table, test_from_month: int) -> pa.Table:
     return table.append_column("is_test", pc.greater_equal(table["month"], test_from_month))
 
 
+def _categorical(frame: Any) -> Any:
+    frame = frame.copy()
+    for name in CATEGORICAL:
+        frame[name] = frame[name].astype("category")
+    return frame[NUMERIC + CATEGORICAL]
+
+
 def _frame(table: pa.Table, test: bool) -> tuple[Any, np.ndarray]:
     rows = table.filter(pc.equal(table["is_test"], test)).to_pandas()
-    for name in CATEGORICAL:
-        rows[name] = rows[name].astype("category")
-    return rows[NUMERIC + CATEGORICAL], rows["delayed"].to_numpy(dtype=np.int8)
+    return _categorical(rows), rows["delayed"].to_numpy(dtype=np.int8)
 
 
 @step
@@ -105,11 +115,48 @@ def evaluate(model: lgb.Booster, table: pa.Table) -> dict[str, float]:
     return metrics
 
 
+def _later(frame: Any) -> Any:
+    """The same flights, scheduled three hours later in the day (capped at 23:00)."""
+    moved = frame.copy()
+    moved["sched_hour"] = (moved["sched_hour"] + 3).clip(upper=23)
+    return moved
+
+
+GATES = [
+    MetricThreshold("auc", min=0.6),                       # better than a coin, clearly
+    NoRegression("auc", tolerance=0.005, n_bootstrap=200),  # never worse than the champion
+    SliceMetric("auc", by="origin", min=0.55, min_rows=1000),  # every airport, not the average
+    Directional("later departures look riskier", _later, direction="increase",
+                min_fraction=0.6),
+]
+
+
+@step
+def register(model: lgb.Booster, table: pa.Table, version: DatasetVersionInfo,
+             metrics: dict[str, float]) -> dict[str, Any]:
+    """Judge the model on the held-out months, register it with its lineage and the gates'
+    report, and make it the champion if every blocking gate passed."""
+    ws = current_step().workspace
+    holdout = table.filter(pc.equal(table["is_test"], True)).drop_columns(["is_test"])
+    report = evaluate_candidate(
+        "flight_delays", lambda frame: model.predict(_categorical(frame)), GATES,
+        data=holdout, label="delayed", features=NUMERIC + CATEGORICAL, workspace=ws)
+    log_metric("gates_passed", float(report.passed))
+    registered = register_model(
+        "flight_delays", model, training_data=holdout, datasets=[version], label="delayed",
+        features=NUMERIC + CATEGORICAL, metrics=metrics, gates=report,
+        description="Will a departure from NYC be 15+ minutes late? (schedule features only)",
+        workspace=ws)
+    if report.passed:
+        set_alias("flight_delays", "champion", registered.version, workspace=ws)
+    return {"model": registered.ref, "gates": report.summary(), "champion": report.passed}
+
+
 @pipeline(schedule="0 3 * * *")
 def flight_delays(dataset: str = "flights", min_delay: int = 15, test_from_month: int = 11,
                   num_leaves: int = 31, learning_rate: float = 0.1, rounds: int = 60) -> Any:
-    """Data → contract → features → split → LightGBM → held-out metrics."""
-    table = split(features(validated(snapshot(dataset)), min_delay=min_delay),
-                  test_from_month=test_from_month)
+    """Data → contract → features → split → LightGBM → held-out metrics → gates → registry."""
+    version = validated(snapshot(dataset))
+    table = split(features(version, min_delay=min_delay), test_from_month=test_from_month)
     model = train(table, num_leaves=num_leaves, learning_rate=learning_rate, rounds=rounds)
-    return evaluate(model, table)
+    return register(model, table, version, evaluate(model, table))

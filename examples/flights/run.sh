@@ -2,6 +2,8 @@
 # The main job on the embedded defaults: a workspace, a real dataset, its contract, the report;
 # then a training pipeline on it (contract → features → LightGBM → metrics) that is cached by
 # content: run again, it does nothing; change one parameter, only what depends on it re-runs.
+# Each new model is judged by its gates, registered with its lineage, and becomes champion
+# only if it passes.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 demo="${1:-demo}"
@@ -25,4 +27,7 @@ $mlwright -w "$demo" pipeline run flight_delays -p num_leaves=15 # re-trains and
 runs=$($mlwright -w "$demo" runs list --experiment flight_delays --limit 3 --json \
        | python -c 'import json, sys; print(" ".join(r["id"] for r in json.load(sys.stdin)))')
 $mlwright -w "$demo" runs compare $runs
+$mlwright -w "$demo" model card flight_delays@champion --summary --html "$demo/model-card.html"
+$mlwright -w "$demo" model lineage flight_delays@champion
+$mlwright -w "$demo" model aliases flight_delays
 $mlwright -w "$demo" audit log --limit 10

@@ -304,7 +304,7 @@ def test_every_report_is_json(cancer: Models) -> None:
     decoded = json.loads(encoded)
     assert decoded["passed"] is report.passed and len(decoded["results"]) == 7
     assert decoded["champion_metrics"]["auc"] == pytest.approx(report.champion_metrics["auc"])
-    assert [r["gate"] for r in decoded["results"]] == [g.gate_id for g in gates]
+    assert [r["gate_id"] for r in decoded["results"]] == [g.gate_id for g in gates]
 
 
 def test_undefined_values_are_null_in_json() -> None:
@@ -379,6 +379,6 @@ def test_a_report_finds_a_result_by_gate_id() -> None:
     assert set(encoded) == {"passed", "task", "num_rows", "threshold", "duration_s", "metrics",
                             "champion_metrics", "failed_blocking", "results"}
     assert encoded["results"][0] == {
-        "gate": "metric_threshold(accuracy>=0.7)", "kind": "metric_threshold", "blocking": True,
+        "gate_id": "metric_threshold(accuracy>=0.7)", "kind": "metric_threshold", "blocking": True,
         "passed": True, "value": 0.75, "threshold": 0.7, "margin": pytest.approx(0.05),
         "message": "accuracy 0.75 is at least 0.7 (by 0.05)", "details": {"min": 0.7, "max": None}}

@@ -244,8 +244,8 @@ def test_a_model_card_says_the_same_in_markdown_and_html(workspace: Workspace,
          "passed": True, "message": "auc 0.91 >= 0.7"},
         {"gate_id": "slice(auc by grade)", "kind": "slice", "blocking": True, "passed": True,
          "message": "every slice >= 0.6",
-         "details": {"slices": {"A": {"rows": 120, "value": 0.93}, "B": {"rows": 140,
-                                                                         "value": 0.88}}}}]}
+         "details": {"slices": [{"slice": "A", "rows": 120, "value": 0.93},
+                                {"slice": "B", "rows": 140, "value": 0.88}]}}]}
     v = register_model("approvals", train(loans()), training_data=dataset, label="approved",
                        features=["income", "debt"], metrics={"auc": 0.91}, gates=report,
                        description="loan <approvals>", workspace=workspace)
@@ -260,3 +260,32 @@ def test_a_model_card_says_the_same_in_markdown_and_html(workspace: Workspace,
         assert needle in card.markdown
     assert "<h2>Gates</h2>" in card.html and "loan &lt;approvals&gt;" in card.html
     assert "<approvals>" not in card.html
+
+
+def test_gates_judge_a_candidate_against_the_champion(workspace: Workspace, dataset: str) -> None:
+    from mlwright.evaluation import MetricThreshold, NoRegression
+    from mlwright.registry import evaluate_candidate
+
+    frame = loans(1500, seed=4)
+    features = ["income", "debt"]
+    gates = [MetricThreshold("auc", min=0.6), NoRegression("auc", tolerance=0.0, n_bootstrap=200)]
+    good = train(frame)
+    first = evaluate_candidate("approvals", lambda x: good.predict(x[features]), gates,
+                               data=frame, label="approved", features=features,
+                               workspace=workspace)
+    assert first.passed
+    assert "no champion" in first.results[1].message
+    v1 = register_model("approvals", good, training_data=frame, datasets=[dataset],
+                        label="approved", features=features, gates=first, workspace=workspace)
+    assert v1.gates_passed is True and v1.lineage["datasets"][0]["ref"] == dataset
+    set_alias("approvals", "champion", 1, workspace=workspace)
+    noise = np.random.default_rng(0).uniform(size=len(frame))
+    worse = evaluate_candidate("approvals", lambda x: noise[: len(x)], gates, data=frame,
+                               label="approved", features=features, workspace=workspace)
+    assert not worse.passed
+    assert {r.gate_id for r in worse.failed_blocking} == {
+        "metric_threshold(auc>=0.6)", "no_regression(auc)"}
+    v2 = register_model("approvals", good, gates=worse, workspace=workspace)
+    assert v2.gates_passed is False
+    with pytest.raises(GateError, match=r"approvals@2 failed its gates .*auc"):
+        set_alias("approvals", "champion", 2, workspace=workspace)

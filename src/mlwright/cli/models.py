@@ -1,4 +1,4 @@
-"""`mlwright model ...`: list, show, lineage, alias, aliases, predict."""
+"""`mlwright model ...`: list, show, lineage, card, alias, aliases, predict."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
@@ -21,6 +22,7 @@ from mlwright.registry import (
     list_model_versions,
     list_models,
     load_model,
+    model_card,
     remove_alias,
     set_alias,
 )
@@ -221,3 +223,34 @@ def predict(
             from None
     err_console.print(f"Wrote {result.num_rows:,} predictions of {model.version.ref} to "
                       f"{escape(str(output))}")
+
+
+@model_app.command("card")
+def card(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@N or NAME@ALIAS.")],
+    html: Annotated[Path | None, typer.Option(help="Also write the card as HTML here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Also write it as Markdown here.")] = None,
+    intended_use: Annotated[str | None, typer.Option(help="What the model is for.")] = None,
+    summary: Annotated[bool, typer.Option("--summary", help="Only the one-line summary.")] = False,
+) -> None:
+    """The model card of a version: data, metrics, slices, gates, lineage, intended use."""
+    workspace = state(ctx).open()
+    made = model_card(ref, intended_use=intended_use, workspace=workspace)
+    workspace.close()
+    for path, text in ((html, made.html), (markdown, made.markdown)):
+        if path is None:
+            continue
+        partial = path.with_name(path.name + ".partial")
+        try:
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(path)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise RegistryError(f"Cannot write the model card to {path}: "
+                                f"{exc.strerror or exc}.") from None
+        err_console.print(f"Wrote {escape(str(path))}")
+    if summary:
+        console.print(made.summary, markup=False, highlight=False)
+    else:
+        console.print(Markdown(made.markdown))

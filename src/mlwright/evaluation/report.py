@@ -65,7 +65,7 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "gate": self.gate_id,
+            "gate_id": self.gate_id,
             "kind": self.kind,
             "blocking": self.blocking,
             "passed": self.passed,

@@ -7,6 +7,8 @@
 """
 
 from mlwright.registry.aliases import AliasMove, alias_history, remove_alias, set_alias
+from mlwright.registry.cards import ModelCard, model_card
+from mlwright.registry.gating import evaluate_candidate
 from mlwright.registry.lineage import LineageGraph, lineage, used_by
 from mlwright.registry.signature import Column, Signature, signature_from_schema, signature_from_table
 from mlwright.registry.versions import (
@@ -26,15 +28,18 @@ __all__ = [
     "Column",
     "LineageGraph",
     "LoadedModel",
+    "ModelCard",
     "ModelSummary",
     "ModelVersionInfo",
     "Signature",
     "alias_history",
+    "evaluate_candidate",
     "get_model_version",
     "lineage",
     "list_model_versions",
     "list_models",
     "load_model",
+    "model_card",
     "parse_model_ref",
     "register_model",
     "remove_alias",

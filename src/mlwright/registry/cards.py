@@ -65,12 +65,12 @@ def _sections(info: ModelVersionInfo, graph: LineageGraph, intended_use: str | N
                                       str(r.get("message") or "")] for r in results]]))
         slices = [r for r in results if r.get("kind") == "slice"]
         for r in slices:
-            per = (r.get("details") or {}).get("slices", {})
+            per = (r.get("details") or {}).get("slices", [])
             if per:
                 sections.append((f"Slices: {r.get('gate_id')}",
                                  [["slice", "rows", "value"],
-                                  *[[str(k), str(v.get("rows", "")), _number(v.get("value"))]
-                                    for k, v in per.items()]]))
+                                  *[[str(e.get("slice")), str(e.get("rows", "")),
+                                     _number(e.get("value"))] for e in per]]))
     sections.append(("Lineage", [(n["kind"], n["label"]) for n in graph.nodes]))
     if info.params:
         sections.append(("Parameters", [(k, _number(v)) for k, v in info.params.items()]))

@@ -273,6 +273,7 @@ def register_model(
     *,
     flavor: str | None = None,
     training_data: Any = None,
+    datasets: list[Any] | None = None,
     label: str | None = None,
     features: list[str] | None = None,
     signature: Signature | None = None,
@@ -287,7 +288,8 @@ def register_model(
     """Register ``model`` as the next version of ``name``, with its lineage.
 
     ``training_data`` is a dataset reference (``"flights@2"``), a ``DatasetVersionInfo`` or a
-    table: the signature comes from its schema (minus ``label``; or ``features``). Called
+    table: the signature comes from its schema (minus ``label``; or ``features``).
+    ``datasets`` names the dataset versions a derived training table was built from. Called
     inside a pipeline step, the version records that run (its code version and parameters);
     elsewhere pass ``run_id``. ``gates`` is the ``GateReport`` of its validation gates.
     Nothing is recorded if any part fails.
@@ -295,9 +297,12 @@ def register_model(
     ws = as_workspace(workspace)
     check_name("model", name)
     chosen = get_flavor(flavor) if flavor is not None else flavor_for(model)
-    derived, datasets = _training_lineage(ws, training_data, label, features)
+    derived, used = _training_lineage(ws, training_data, label, features)
+    for extra in datasets or []:
+        _, more = _training_lineage(ws, extra, None, None)
+        used += [d for d in more if d not in used]
     signature = signature or derived
-    lineage: dict[str, Any] = {"datasets": datasets, **_run_lineage(ws, run_id)}
+    lineage: dict[str, Any] = {"datasets": used, **_run_lineage(ws, run_id)}
     if parent is not None:
         lineage["parent"] = get_model_version(parent, workspace=ws).ref
     report = gates.to_dict() if hasattr(gates, "to_dict") else gates
