@@ -21,6 +21,10 @@ lint: $(BIN)/python
 
 test: $(BIN)/python
 	$(PIP) install --quiet -e '.[dev]'
+	@# PyTorch's CPU build (the default wheel brings gigabytes of CUDA); without it the PyTorch
+	@# flavor tests skip and say so.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) install --quiet --timeout 30 --retries 2 torch \
+		--index-url https://download.pytorch.org/whl/cpu || echo "torch not installed: PyTorch flavor tests will skip"
 	$(MAKE) lint
 	$(BIN)/pytest -n 2 --dist loadgroup
 
