@@ -1,4 +1,5 @@
-"""`mlwright model ...`: list, show, lineage, card, alias, aliases, predict."""
+"""`mlwright model ...`: list, show, lineage, card, alias, aliases, predict, export, import,
+import-mlflow."""
 
 from __future__ import annotations
 
@@ -254,3 +255,79 @@ def card(
         console.print(made.summary, markup=False, highlight=False)
     else:
         console.print(Markdown(made.markdown))
+
+
+# -- bundles and MLflow imports ------------------------------------------------------------
+
+
+@model_app.command("export")
+def export_command(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@N or NAME@ALIAS.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="The .tar.gz to write (a folder: NAME-N.tar.gz in it; default: "
+                               "NAME-N.tar.gz here).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Write a version to one self-contained file: its files and a manifest of their sha256."""
+    from mlwright.cli.output import human_bytes
+    from mlwright.registry.bundles import export_version
+
+    workspace = state(ctx).open()
+    try:
+        bundle = export_version(ref, output or Path.cwd(), workspace=workspace)
+    finally:
+        workspace.close()
+    if json_out:
+        print_json(bundle.to_dict())
+        return
+    console.print(f"Wrote {escape(bundle.ref)} to {escape(str(bundle.path))} ({bundle.files} "
+                  f"files, {human_bytes(bundle.size)}; manifest sha256 {bundle.manifest_sha256})")
+
+
+@model_app.command("import")
+def import_command(
+    ctx: typer.Context,
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `mlwright model export`.")],
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Register it under this model (default: the bundle's model).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Register a bundle as the next version, after checking every file against its manifest."""
+    from mlwright.registry.bundles import import_bundle
+
+    workspace = state(ctx).open()
+    try:
+        info = import_bundle(bundle, name, workspace=workspace)
+    finally:
+        workspace.close()
+    if json_out:
+        print_json(info.to_dict())
+        return
+    origin = info.lineage["imported_from"]["model"]
+    console.print(f"Imported {escape(origin)} from {escape(bundle.name)} as [bold]"
+                  f"{escape(info.ref)}[/] ({info.flavor}, {len(info.files)} files verified)")
+
+
+@model_app.command("import-mlflow")
+def import_mlflow_command(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="An MLflow model directory (holds MLmodel).")],
+    name: Annotated[str, typer.Option("--name", help="Register it under this model.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Register an MLflow model (LightGBM, XGBoost, ONNX, skops scikit-learn, TorchScript)."""
+    from mlwright.registry.mlflow_import import import_mlflow_model
+
+    workspace = state(ctx).open()
+    try:
+        info = import_mlflow_model(directory, name, workspace=workspace)
+    finally:
+        workspace.close()
+    if json_out:
+        print_json(info.to_dict())
+        return
+    source = info.lineage["imported_from"]
+    run = f" (MLflow run {source['run_id']})" if source.get("run_id") else ""
+    console.print(f"Imported the MLflow {source['mlflow_flavor']} model {escape(str(directory))}"
+                  f"{run} as [bold]{escape(info.ref)}[/] ({info.flavor})")

@@ -7,9 +7,11 @@
 """
 
 from mlwright.registry.aliases import AliasMove, alias_history, remove_alias, set_alias
+from mlwright.registry.bundles import export_version, import_bundle
 from mlwright.registry.cards import ModelCard, model_card
 from mlwright.registry.gating import evaluate_candidate
 from mlwright.registry.lineage import LineageGraph, lineage, used_by
+from mlwright.registry.mlflow_import import import_mlflow_model
 from mlwright.registry.signature import Column, Signature, signature_from_schema, signature_from_table
 from mlwright.registry.versions import (
     LoadedModel,
@@ -34,7 +36,10 @@ __all__ = [
     "Signature",
     "alias_history",
     "evaluate_candidate",
+    "export_version",
     "get_model_version",
+    "import_bundle",
+    "import_mlflow_model",
     "lineage",
     "list_model_versions",
     "list_models",

@@ -444,3 +444,44 @@ def load_model(ref: str, *, workspace: WorkspaceLike = None) -> LoadedModel:
     info = get_model_version(ref, workspace=ws)
     folder = _materialize(ws, info)
     return LoadedModel(info, get_flavor(info.flavor).load(folder, info.flavor_meta))
+
+
+# -- registering a folder of files made elsewhere (bundle and MLflow imports) ---------------
+
+
+def register_folder(
+    name: str,
+    folder: Path,
+    *,
+    flavor: str,
+    flavor_meta: dict[str, Any],
+    signature: Signature | None = None,
+    metrics: dict[str, float] | None = None,
+    params: dict[str, Any] | None = None,
+    lineage: dict[str, Any] | None = None,
+    gates: dict[str, Any] | None = None,
+    description: str | None = None,
+    workspace: WorkspaceLike = None,
+) -> ModelVersionInfo:
+    """Register the files of ``folder`` as the next version of ``name``, as they are.
+
+    For files a flavor has already written (an imported bundle, a converted MLflow model):
+    they are stored in the artifact store and recorded with ``flavor_meta`` and ``lineage``
+    verbatim; nothing is saved or derived again. The caller checks the files first; nothing
+    is recorded if any part fails.
+    """
+    ws = as_workspace(workspace)
+    check_name("model", name)
+    chosen = get_flavor(flavor)
+    gates_passed = None if gates is None else bool(gates.get("passed"))
+    files = _store_folder(ws, folder)
+    digest = manifest_digest(files)
+    for attempt in range(5):  # two writers may take the same next number: take the next one
+        try:
+            return _insert_version(ws, name, chosen.name, flavor_meta, files, digest, signature,
+                                   metrics or {}, params or {}, {"datasets": [], **(lineage or {})},
+                                   gates, gates_passed, description)
+        except IntegrityError as exc:
+            if not is_unique_violation(exc) or attempt == 4:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
