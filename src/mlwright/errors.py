@@ -15,6 +15,7 @@ and what to do::
     ├── PipelineError      a pipeline that is wrong (cycle, bad parameter) or a step that failed
     ├── TrackingError      a run that refuses what was logged (changed parameter, bad metric)
     ├── RegistryError      a model version, flavor, alias or bundle that is wrong
+    │   └── WebhookError   a webhook that is wrong (bad URL, unknown event)
     └── GateError          a gate that is wrong (unknown metric), or a version that failed one
 """
 

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from mlwright.cli.audit import audit_app
 from mlwright.cli.data import data_app
+from mlwright.cli.maintenance import add_maintenance_commands
 from mlwright.cli.models import model_app
 from mlwright.cli.output import err_console
 from mlwright.cli.pipelines import pipeline_app
@@ -37,6 +38,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
 app.add_typer(audit_app, name="audit")
+add_maintenance_commands(app)
 
 
 @app.callback()

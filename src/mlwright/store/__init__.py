@@ -36,6 +36,7 @@ from mlwright.store.tracking_tables import (
     RunParam,
     RunTag,
 )
+from mlwright.store.webhook_tables import Webhook, WebhookDelivery
 
 __all__ = [
     "ArtifactStore",
@@ -61,6 +62,8 @@ __all__ = [
     "StepCache",
     "StepRun",
     "Validation",
+    "Webhook",
+    "WebhookDelivery",
     "check_digest",
     "check_name",
     "connect",

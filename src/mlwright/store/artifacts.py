@@ -118,10 +118,17 @@ class ArtifactStore:
 
     def _present(self, digest: str, size: int) -> bool:
         # A stored object of the wrong size (a truncated copy) is rewritten, not trusted.
+        path = self.object_path(digest)
         try:
-            return int(self.fs.size(self.object_path(digest))) == size
+            present = int(self.fs.size(path)) == size
         except OSError:
             return False  # absent or unreadable: the write that follows says which
+        if present and self._local:
+            # Stored again = used again: a fresh time keeps `gc`'s grace period from taking an
+            # old unreferenced object that a registration in flight is about to reference.
+            with contextlib.suppress(OSError):
+                os.utime(path)
+        return present
 
     def _write(self, chunks: Iterable[bytes], *, expected: str) -> str:
         temp = f"{self.root}/tmp/{uuid.uuid4().hex}.part"
