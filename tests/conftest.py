@@ -7,10 +7,14 @@ against it carry the ``postgres`` marker: ``pytest -m "not postgres"`` runs with
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -46,3 +50,38 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'metadata.db'}"
     else:
         yield from _postgres_database()
+
+
+@dataclass
+class CliResult:
+    """What one `mlwright ...` call did: exit code, standard output, standard error."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+            tmp_path: Path) -> Callable[..., CliResult]:
+    """Run `mlwright ARGS...` in-process through its real entry point, in ``tmp_path``, with
+    no workspace in the environment."""
+    from mlwright.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLWRIGHT_WORKSPACE", raising=False)
+
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["mlwright", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -14,41 +12,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from mlwright.cli.main import main
 from mlwright.registry import register_model
 
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Result]
+Cli = Callable[..., Any]
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        tmp_path: Path) -> Cli:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLWRIGHT_WORKSPACE", raising=False)
-
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["mlwright", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    assert run("init", "ws").code == 0
-    return run
+def cli(run_cli: Cli, tmp_path: Path) -> Cli:
+    assert run_cli("init", "ws").code == 0
+    return run_cli
 
 
 @pytest.fixture

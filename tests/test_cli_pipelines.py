@@ -3,15 +3,11 @@ pipeline defined in a file (the `file.py:function` reference users type)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-from mlwright.cli.main import main
 
 FLOW = '''
 from pathlib import Path
@@ -56,38 +52,14 @@ not_a_pipeline = 42
 '''
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Result]
+Cli = Callable[..., Any]
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        tmp_path: Path) -> Cli:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLWRIGHT_WORKSPACE", raising=False)
-
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["mlwright", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    assert run("init", "ws").code == 0
+def cli(run_cli: Cli, tmp_path: Path) -> Cli:
+    assert run_cli("init", "ws").code == 0
     (tmp_path / "flow.py").write_text(FLOW)
-    return run
+    return run_cli
 
 
 def test_run_then_rerun_then_change_one_parameter(cli: Cli) -> None:

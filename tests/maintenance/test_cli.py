@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,47 +15,15 @@ from mlwright.workspace import open_workspace
 from .conftest import Receiver
 from .flows import Constant
 
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Result]
+Cli = Callable[..., Any]
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        tmp_path: Path) -> Cli:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLWRIGHT_WORKSPACE", raising=False)
+def cli(run_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """`mlwright -w ws ARGS...` in a fresh workspace."""
     monkeypatch.delenv("MLWRIGHT_WEBHOOK_SECRET", raising=False)
-
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["mlwright", "-w", "ws", *args])
-        code = 0
-        try:
-            from mlwright.cli.main import main
-
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    monkeypatch.setattr(sys, "argv", ["mlwright", "init", "ws"])
-    from mlwright.cli.main import main
-
-    with pytest.raises(SystemExit) as exited:
-        main()
-    assert exited.value.code in (0, None)
-    capsys.readouterr()
-    return run
+    assert run_cli("init", "ws").code == 0
+    return lambda *args: run_cli("-w", "ws", *args)
 
 
 def test_webhook_commands(cli: Cli, receiver: Receiver, tmp_path: Path) -> None:
