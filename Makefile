@@ -32,6 +32,7 @@ benchmark: $(BIN)/python
 	$(PIP) install --quiet -e '.[dev]'
 	$(BIN)/python benchmarks/validation.py
 	$(BIN)/python benchmarks/pipelines.py
+	$(BIN)/python benchmarks/registry.py
 
 clean:
 	rm -rf demo .pytest_cache .mypy_cache .ruff_cache
