@@ -3,6 +3,7 @@ import-mlflow."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from mlwright.cli.output import console, err_console, print_json, short
+from mlwright.cli.output import console, err_console, print_json, short, write_whole
 from mlwright.cli.state import state
 from mlwright.errors import RegistryError
 from mlwright.registry import (
@@ -214,14 +215,7 @@ def predict(
     scores = model.predict(table)
     result = table.append_column("prediction", pa.array(list(scores) if getattr(scores, "ndim", 1)
                                                         > 1 else scores))
-    partial = output.with_name(output.name + ".partial")
-    try:
-        pq.write_table(result, partial)
-        partial.replace(output)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise RegistryError(f"Cannot write predictions to {output}: {exc.strerror or exc}.") \
-            from None
+    write_whole(output, lambda target: pq.write_table(result, target), "predictions")
     err_console.print(f"Wrote {result.num_rows:,} predictions of {model.version.ref} to "
                       f"{escape(str(output))}")
 
@@ -240,17 +234,10 @@ def card(
     made = model_card(ref, intended_use=intended_use, workspace=workspace)
     workspace.close()
     for path, text in ((html, made.html), (markdown, made.markdown)):
-        if path is None:
-            continue
-        partial = path.with_name(path.name + ".partial")
-        try:
-            partial.write_text(text, encoding="utf-8")
-            partial.replace(path)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise RegistryError(f"Cannot write the model card to {path}: "
-                                f"{exc.strerror or exc}.") from None
-        err_console.print(f"Wrote {escape(str(path))}")
+        if path is not None:
+            write_whole(path, partial(Path.write_text, data=text, encoding="utf-8"),
+                        "the model card")
+            err_console.print(f"Wrote {escape(str(path))}")
     if summary:
         console.print(made.summary, markup=False, highlight=False)
     else:

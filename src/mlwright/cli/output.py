@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from mlwright.errors import MlwrightError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -53,3 +57,15 @@ def brief(value: Any) -> str:
     if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
         return text[:12]
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+def write_whole(path: Path, write: Callable[[Path], object], what: str) -> None:
+    """Write ``path`` through ``write(temporary path)`` then rename it into place, so that a
+    failure never leaves half a file; an OSError becomes a one-line MlwrightError."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        write(partial)
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise MlwrightError(f"Cannot write {what} to {path}: {exc.strerror or exc}.") from None

@@ -12,10 +12,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlwright.cli.output import console, err_console, print_json, short, sparkline
+from mlwright.cli.output import (
+    console,
+    err_console,
+    print_json,
+    short,
+    sparkline,
+    write_whole,
+)
 from mlwright.cli.pipelines import steps_table
 from mlwright.cli.state import state
-from mlwright.errors import NotFoundError, TrackingError
+from mlwright.errors import NotFoundError
 from mlwright.pipelines import get_pipeline_run
 from mlwright.tracking import (
     RunInfo,
@@ -257,12 +264,5 @@ def artifact(
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    partial = output.with_name(output.name + ".partial")  # never leave half a file behind
-    try:
-        partial.write_bytes(data)
-        partial.replace(output)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise TrackingError(f"Cannot write artifact '{name}' to {output}: "
-                            f"{exc.strerror or exc}.") from None
+    write_whole(output, lambda target: target.write_bytes(data), f"artifact '{name}'")
     err_console.print(f"Wrote {len(data):,} bytes to {escape(str(output))}")
