@@ -55,12 +55,10 @@ import platform
 import pstats
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -69,13 +67,12 @@ import numpy as np
 import pandas as pd
 
 import mlwright
+from common import Postgres, ensure_venv, fmt, machine, median, seconds
 from mlwright.pipelines import pipeline, step
 from mlwright.tracking import get_run, metric_history, start_run
 from mlwright.workspace import Workspace, init_workspace
 
 HERE = Path(__file__).resolve().parent
-VENV = HERE / ".venvs" / "pipelines"
-REQUIREMENTS = HERE / "requirements-pipelines.txt"
 PEER_SCRIPT = HERE / "peers" / "tracking_mlflow.py"
 
 N_PARAMS = 100
@@ -171,29 +168,6 @@ def flights_pipeline(test_from_month: int = 11) -> Any:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-def seconds(fn: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - started, value
-
-
-def fmt(value: float | None) -> str:
-    """A duration, readable: 3 significant digits in s or ms."""
-    if value is None:
-        return "-"
-    if value >= 1:
-        return f"{value:.2f} s"
-    if value >= 0.1:
-        return f"{value * 1000:.0f} ms"
-    if value >= 0.01:
-        return f"{value * 1000:.1f} ms"
-    return f"{value * 1000:.2f} ms"
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
 
 # -- 1. pipelines ----------------------------------------------------------------------------
 
@@ -382,17 +356,6 @@ def bench_mlwright(ws: Workspace, data: dict[str, Any], repeats: int) -> dict[st
     return {"times": times, "problems": sorted(set(problems))}
 
 
-def ensure_venv() -> Path:
-    """The Python of the MLflow environment, built from the pinned requirements if missing."""
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        print(f"creating {VENV} (pip install -r {REQUIREMENTS.name}) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)],
-                       check=True)
-    return python
-
-
 def bench_mlflow(python: Path, uri: str, data_path: Path, repeats: int) -> dict[str, Any]:
     command = [str(python), str(PEER_SCRIPT), "--uri", uri, "--data", str(data_path),
                "--repeats", str(repeats)]
@@ -403,63 +366,7 @@ def bench_mlflow(python: Path, uri: str, data_path: Path, repeats: int) -> dict[
     return result
 
 
-class Postgres:
-    """Fresh databases on a PostgreSQL server, dropped again at the end."""
-
-    def __init__(self, server: str) -> None:
-        self.server = server.rstrip("/")
-        self.created: list[str] = []
-
-    def available(self) -> str | None:
-        """The server version, or None when it does not answer."""
-        try:
-            import psycopg
-
-            with psycopg.connect(f"{self.server}/postgres", connect_timeout=3,
-                                 autocommit=True) as conn:
-                row = conn.execute("SHOW server_version").fetchone()
-                return str(row[0]) if row else "?"
-        except Exception:
-            return None
-
-    def create(self, prefix: str) -> str:
-        import psycopg
-
-        name = f"{prefix}_{os.getpid()}_{int(time.time())}"
-        with psycopg.connect(f"{self.server}/postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        return f"{self.server}/{name}"
-
-    def drop_all(self) -> None:
-        import psycopg
-
-        with psycopg.connect(f"{self.server}/postgres", autocommit=True) as conn:
-            for name in self.created:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.created.clear()
-
-
 # -- report ----------------------------------------------------------------------------------
-
-def machine() -> str:
-    memory = "?"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 ** 2:.1f} GiB"
-    except OSError:
-        pass
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({cpu}), {memory} memory, {platform.platform()}"
-
 
 def ratio(peer: float | None, ours: float) -> str:
     return "-" if peer is None else f"{peer / ours:.1f}x"

@@ -1,0 +1,110 @@
+"""What the benchmarks share: timing, formatting, the MLflow environment, scratch PostgreSQL
+databases and a description of the machine. (Benchmarks run as scripts from the repository
+root, so ``benchmarks/`` is on the import path and they ``import common``.)"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+# MLflow for the pipelines and registry benchmarks, pinned in requirements-pipelines.txt
+VENV = HERE / ".venvs" / "pipelines"
+REQUIREMENTS = HERE / "requirements-pipelines.txt"
+
+
+def seconds(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def fmt(value: float | None) -> str:
+    """A duration, readable: 3 significant digits in s or ms."""
+    if value is None:
+        return "-"
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 0.1:
+        return f"{value * 1000:.0f} ms"
+    if value >= 0.01:
+        return f"{value * 1000:.1f} ms"
+    return f"{value * 1000:.2f} ms"
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def ensure_venv() -> Path:
+    """The Python of the MLflow environment, built from the pinned requirements if missing."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {VENV} (pip install -r {REQUIREMENTS.name}) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)],
+                       check=True)
+    return python
+
+
+class Postgres:
+    """Fresh databases on a PostgreSQL server, dropped again at the end."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server.rstrip("/")
+        self.created: list[str] = []
+
+    def available(self) -> str | None:
+        """The server version, or None when it does not answer."""
+        try:
+            import psycopg
+
+            with psycopg.connect(f"{self.server}/postgres", connect_timeout=3,
+                                 autocommit=True) as conn:
+                row = conn.execute("SHOW server_version").fetchone()
+                return str(row[0]) if row else "?"
+        except Exception:
+            return None
+
+    def create(self, prefix: str) -> str:
+        import psycopg
+
+        name = f"{prefix}_{os.getpid()}_{int(time.time())}"
+        with psycopg.connect(f"{self.server}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return f"{self.server}/{name}"
+
+    def drop_all(self) -> None:
+        import psycopg
+
+        with psycopg.connect(f"{self.server}/postgres", autocommit=True) as conn:
+            for name in self.created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.clear()
+
+
+def machine() -> str:
+    memory = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 ** 2:.1f} GiB"
+    except OSError:
+        pass
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}), {memory} memory, {platform.platform()}"
