@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     sample_failures: int = Field(
         default=5, ge=0, le=1000, description="Sample failing rows shown per contract rule."
     )
+    online_url: str = Field(
+        default=f"sqlite:///{STATE_DIR}/online.db",
+        description="The online feature store: sqlite:///PATH (embedded) or redis://HOST:PORT/DB.",
+    )
+    online_prefix: str = Field(
+        default="mlwright", min_length=1, max_length=128,
+        description="Key prefix of this workspace's features in a shared Redis online store.",
+    )
+    offline_memory_limit: str = Field(
+        default="2GB",
+        description="DuckDB memory limit for historical retrieval and materialization; "
+        "larger inputs spill to disk.",
+    )
 
 
 @dataclass(frozen=True)

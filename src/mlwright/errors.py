@@ -16,7 +16,9 @@ and what to do::
     ├── TrackingError      a run that refuses what was logged (changed parameter, bad metric)
     ├── RegistryError      a model version, flavor, alias or bundle that is wrong
     │   └── WebhookError   a webhook that is wrong (bad URL, unknown event)
-    └── GateError          a gate that is wrong (unknown metric), or a version that failed one
+    ├── GateError          a gate that is wrong (unknown metric), or a version that failed one
+    └── FeatureError       a feature definition, reference, entity table or source that is wrong
+        └── OnlineStoreError  the online store (unreachable Redis, unwritable SQLite file)
 """
 
 from __future__ import annotations
@@ -71,3 +73,11 @@ class RegistryError(MlwrightError):
 
 class GateError(MlwrightError):
     """A validation gate is declared wrongly, or a model version failed a blocking gate."""
+
+
+class FeatureError(MlwrightError):
+    """A feature definition, reference, entity table or source is wrong."""
+
+
+class OnlineStoreError(FeatureError):
+    """The online store cannot be reached or refused an operation."""

@@ -56,6 +56,16 @@ class Workspace:
         return self._db
 
     @property
+    def online_url(self) -> str:
+        return resolve_metadata_url(self.root, self.settings.online_url)
+
+    @property
+    def features_dir(self) -> str:
+        """Where the workspace keeps feature data it owns (pushed rows): beside the artifacts."""
+        return self.artifact_url.rstrip("/").rsplit("/", 1)[0] + "/features" \
+            if "://" in self.artifact_url else str(Path(self.artifact_url).parent / "features")
+
+    @property
     def artifacts(self) -> ArtifactStore:
         if self._artifacts is None:
             self._artifacts = ArtifactStore(self.artifact_url)

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from mlwright.cli.audit import audit_app
 from mlwright.cli.data import data_app
+from mlwright.cli.features import features_app
 from mlwright.cli.maintenance import add_maintenance_commands
 from mlwright.cli.models import model_app
 from mlwright.cli.output import err_console
@@ -34,6 +35,7 @@ app = typer.Typer(
 app.command("init")(init)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
@@ -52,9 +54,12 @@ def global_options(
     artifact_url: Annotated[str | None, typer.Option(
         help="Artifact store folder or fsspec URL.")] = None,
     actor: Annotated[str | None, typer.Option(help="Who is acting, for the audit log.")] = None,
+    online_url: Annotated[str | None, typer.Option(
+        help="Online feature store: sqlite:///PATH or redis://HOST:PORT/DB.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    overrides = {"metadata_url": metadata_url, "artifact_url": artifact_url, "actor": actor}
+    overrides = {"metadata_url": metadata_url, "artifact_url": artifact_url, "actor": actor,
+                 "online_url": online_url}
     ctx.obj = CliState(workspace=workspace,
                        overrides={k: v for k, v in overrides.items() if v is not None},
                        debug=debug)

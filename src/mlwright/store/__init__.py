@@ -11,6 +11,7 @@
 from mlwright.store.artifacts import ArtifactStore, check_digest
 from mlwright.store.audit import list_events, record_event
 from mlwright.store.database import Database, connect, is_unique_violation, mask_url
+from mlwright.store.feature_tables import FeatureDefinition, FeatureMaterialization, FeatureWatermark
 from mlwright.store.names import check_name
 from mlwright.store.pipeline_tables import PipelineDef, PipelineRun, StepCache, StepRun
 from mlwright.store.registry_tables import (
@@ -46,6 +47,9 @@ __all__ = [
     "Database",
     "Dataset",
     "DatasetVersion",
+    "FeatureDefinition",
+    "FeatureMaterialization",
+    "FeatureWatermark",
     "Model",
     "ModelAlias",
     "ModelAliasMove",

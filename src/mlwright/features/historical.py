@@ -1,0 +1,221 @@
+"""Point-in-time correct training data: each entity row joined to the latest feature row at or
+before its timestamp, within the view's TTL.
+
+>>> job = get_historical_features(entity_df, ["user_stats:clicks"])      # doctest: +SKIP
+>>> table = job.to_arrow()          # one row per input row, in input order
+
+Semantics (the same as Feast's, so results compare row for row): a feature row qualifies when
+its event time is at or before the entity row's and not older than the TTL; among rows with
+the same event time the newest created time wins; nothing qualifying gives nulls. Unlike
+Feast's default store, every input row comes back (duplicates and rows without features
+included) and in the order given.
+
+The join is a DuckDB ASOF join over the sources as DuckDB reads them: nothing is loaded into
+Python, DuckDB spills to disk past the workspace's memory limit, and results stream out as
+Arrow record batches.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlwright.data.io import as_arrow_table
+from mlwright.errors import FeatureError
+from mlwright.features.catalog import Selection, load_catalog
+from mlwright.features.on_demand import apply_on_demand
+from mlwright.features.relations import connect, quote, view_relation
+from mlwright.features.sources import SourceContext
+from mlwright.workspace import Workspace, as_workspace
+
+WorkspaceArg = Workspace | str | os.PathLike[str] | None
+BATCH_ROWS = 131_072
+
+
+def _check_entity_schema(schema: pa.Schema, selection: Selection, timestamp_column: str) -> None:
+    names = set(schema.names)
+    missing = [k for k in selection.join_keys if k not in names]
+    if missing:
+        raise FeatureError(f"The entity table has no column {', '.join(map(repr, missing))}; it "
+                           f"needs the join keys {', '.join(selection.join_keys)} and "
+                           f"'{timestamp_column}' (columns: {', '.join(schema.names)}).")
+    for key, dtype in selection.join_keys.items():
+        got = schema.field(key).type
+        ok = (pa.types.is_integer(got) if dtype == "int64"
+              else pa.types.is_string(got) or pa.types.is_large_string(got))
+        if not ok:
+            raise FeatureError(f"Join key '{key}' of the entity table is {got}; the entity "
+                               f"declares {dtype}. Cast the column.")
+    if timestamp_column not in names:
+        raise FeatureError(f"The entity table has no timestamp column '{timestamp_column}' "
+                           f"(columns: {', '.join(schema.names)}); pass timestamp_column=...")
+    ts_type = schema.field(timestamp_column).type
+    if not pa.types.is_timestamp(ts_type):
+        raise FeatureError(f"Column '{timestamp_column}' of the entity table is {ts_type}, not a "
+                           "timestamp.")
+    if ts_type.tz is None:
+        raise FeatureError(f"Column '{timestamp_column}' of the entity table has no time zone; "
+                           "mlwright compares times in UTC. Localize it, e.g. "
+                           "df[col].dt.tz_localize('UTC').")
+    for f in selection.request_fields:
+        if f.name not in names:
+            raise FeatureError(f"The entity table has no column '{f.name}', which an on-demand "
+                               "view reads from the request.")
+    clash = [s.column for s in selection.features if s.column in names]
+    if clash:
+        raise FeatureError(f"The entity table already has column(s) {', '.join(clash)}, which "
+                           "are requested features; rename them or ask for full feature names.")
+
+
+@dataclass
+class HistoricalRetrieval:
+    """A point-in-time join, run lazily: ``to_arrow``, ``to_pandas``, ``to_parquet`` or
+    ``to_batches`` (streaming). ``views`` and ``datasets`` record which versions were read."""
+
+    workspace: Workspace
+    entities: Any
+    selection: Selection
+    timestamp_column: str
+    views: list[str] = field(default_factory=list)
+    datasets: dict[str, str] = field(default_factory=dict)
+
+    def _entity_sql(self, ctx: SourceContext) -> tuple[str, list[str]]:
+        entities = self.entities
+        if isinstance(entities, str | os.PathLike):
+            path = Path(entities).expanduser()
+            if not path.is_file():
+                raise FeatureError(f"Entity table '{path}' does not exist or is not a Parquet "
+                                   "file.")
+            schema = pq.read_schema(path)
+            _check_entity_schema(schema, self.selection, self.timestamp_column)
+            sql = (f"SELECT * EXCLUDE (file_row_number), file_row_number AS __row FROM "
+                   f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}', "
+                   "file_row_number = true)")
+            return sql, schema.names
+        table = as_arrow_table(entities)
+        _check_entity_schema(table.schema, self.selection, self.timestamp_column)
+        names = table.schema.names
+        table = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+        name = f"__entities_{uuid.uuid4().hex[:8]}"
+        ctx.conn.register(name, table)
+        return f"SELECT * FROM {name}", names
+
+    def sql(self, ctx: SourceContext) -> str:
+        entity_sql, entity_columns = self._entity_sql(ctx)
+        ts = quote(self.timestamp_column)
+        ordered = any(v.view.created_timestamp_field for v in self.selection.views)
+        left_order = ", struct_pack(t := __ets, c := 'infinity'::TIMESTAMPTZ) AS __eo" \
+            if ordered else ""
+        parts = [f"WITH __e AS (SELECT *, CAST({ts} AS TIMESTAMPTZ) AS __ets{left_order} "
+                 f"FROM ({entity_sql}))"]
+        joins: list[str] = []
+        wanted = {(s.view, s.feature): s.column for s in [*self.selection.features,
+                                                          *self.selection.hidden]}
+        selects = [f"e.{quote(c)}" for c in entity_columns]
+        for i, view in enumerate(self.selection.views):
+            fv = view.view
+            alias = f"v{i}"
+            relation = view_relation(ctx, view)
+            if fv.created_timestamp_field:
+                # One inequality decides an ASOF join, so order by (event, created) as a struct:
+                # among equal event times the newest created time wins.
+                order = "struct_pack(t := __ts, c := coalesce(__cts, '-infinity'::TIMESTAMPTZ))"
+                parts.append(f"{alias} AS (SELECT *, {order} AS __o FROM ({relation}))")
+                condition = f"e.__eo >= {alias}.__o"
+            else:
+                parts.append(f"{alias} AS ({relation})")
+                condition = f"e.__ets >= {alias}.__ts"
+            keys = " AND ".join(f"e.{quote(k)} = {alias}.{quote(k)}" for k in fv.join_keys)
+            joins.append(f"ASOF LEFT JOIN {alias} ON {keys} AND {condition}")
+            fresh = None
+            if fv.ttl is not None:
+                micros = int(fv.ttl.total_seconds() * 1_000_000)
+                fresh = f"{alias}.__ts >= e.__ets - INTERVAL {micros} MICROSECOND"
+            for feature in fv.feature_names:
+                column = wanted.get((fv.name, feature))
+                if column is None:
+                    continue
+                value = f"{alias}.{quote(feature)}"
+                expr = f"CASE WHEN {fresh} THEN {value} END" if fresh else value
+                selects.append(f"{expr} AS {quote(column)}")
+        self.views = [v.ref for v in self.selection.views]
+        self.datasets = dict(ctx.datasets)
+        return (",\n".join(parts) + f"\nSELECT {', '.join(selects)} FROM __e e\n"
+                + "\n".join(joins) + "\nORDER BY e.__row")
+
+    def to_batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """Stream the result (at least one batch, maybe empty); memory stays bounded by the
+        batch size and DuckDB's limit."""
+        conn = connect(self.workspace)
+        try:
+            reader = conn.sql(self.sql(SourceContext(conn, self.workspace))) \
+                .to_arrow_reader(batch_rows)
+            empty = True
+            for batch in reader:
+                if batch.num_rows:
+                    empty = False
+                    yield apply_on_demand(batch, self.selection)
+            if empty:
+                yield apply_on_demand(pa.RecordBatch.from_pylist([], schema=reader.schema),
+                                      self.selection)
+        finally:
+            conn.close()
+
+    def to_arrow(self) -> pa.Table:
+        return pa.Table.from_batches(list(self.to_batches()))
+
+    def to_pandas(self) -> Any:
+        return self.to_arrow().to_pandas()
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> int:
+        """Write the result to a Parquet file (whole or not at all); return the row count."""
+        target = Path(path)
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+        rows = 0
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in self.to_batches():
+                if writer is None:
+                    writer = pq.ParquetWriter(temp, batch.schema)
+                writer.write_batch(batch)
+                rows += batch.num_rows
+            if writer is not None:
+                writer.close()
+                writer = None
+            temp.replace(target)
+        finally:
+            if writer is not None:
+                writer.close()
+            temp.unlink(missing_ok=True)
+        return rows
+
+
+def get_historical_features(
+    entity_df: Any,
+    features: str | Sequence[str],
+    *,
+    workspace: WorkspaceArg = None,
+    timestamp_column: str = "event_timestamp",
+    full_feature_names: bool = False,
+) -> HistoricalRetrieval:
+    """Join ``entity_df`` (a Parquet path, or an Arrow/pandas/polars table with the join keys
+    and a time-zone-aware ``timestamp_column``) to the features as they were at each row's time.
+
+    ``features`` is a feature service name or a list of ``view:feature`` / ``view:*``.
+    Errors in the request (unknown features, missing columns, naive timestamps) are raised
+    here; the join itself runs when the result is read.
+    """
+    ws = as_workspace(workspace)
+    selection = load_catalog(ws).select(features, full_names=full_feature_names)
+    job = HistoricalRetrieval(ws, entity_df, selection, timestamp_column)
+    if not isinstance(entity_df, str | os.PathLike):
+        job.entities = as_arrow_table(entity_df)
+        _check_entity_schema(job.entities.schema, selection, timestamp_column)
+    return job

@@ -1,0 +1,149 @@
+"""A feature view's rows as one normalized DuckDB relation.
+
+Whatever the source looks like, the relation has the join keys (``BIGINT`` or ``VARCHAR``),
+``__ts`` and ``__cts`` (event and created time, ``TIMESTAMPTZ``, UTC) and each feature cast
+to its declared type, followed by the rows pushed to the view. The source's schema is checked
+against the view first, so a drifted source fails with a message instead of wrong features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlwright.errors import FeatureError
+from mlwright.features.sources import SourceContext
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from mlwright.features.catalog import ViewVersion
+    from mlwright.workspace import Workspace
+
+DUCK_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "float32": "FLOAT", "string": "VARCHAR",
+              "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER",
+             "UBIGINT", "HUGEINT"}
+_NUMBERS = _INTEGERS | {"FLOAT", "DOUBLE"} | {"DECIMAL"}
+_NAIVE = {"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "DATE"}
+_ACCEPTS = {"int64": _INTEGERS, "float64": _NUMBERS, "float32": _NUMBERS, "string": {"VARCHAR"},
+            "bool": {"BOOLEAN"}, "timestamp": _NAIVE | {"TIMESTAMP WITH TIME ZONE"}}
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connect(ws: Workspace) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB session in UTC with the workspace's memory limit and a spill
+    folder, so that joins and aggregations larger than memory go to disk instead of failing."""
+    import duckdb
+
+    spill = Path(ws.root) / ".mlwright" / "tmp" / "duckdb"
+    spill.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(config={"memory_limit": ws.settings.offline_memory_limit,
+                                  "temp_directory": str(spill)})
+    conn.execute("SET TimeZone = 'UTC'")  # after connecting: the setting needs ICU loaded
+    return conn
+
+
+def _base_type(duck_type: str) -> str:
+    return duck_type.split("(", 1)[0].strip()
+
+
+def _timestamp_sql(view_name: str, column: str, duck_type: str, timezone: str | None,
+                   where: str) -> str:
+    base = _base_type(duck_type)
+    if base == "TIMESTAMP WITH TIME ZONE":
+        return quote(column)
+    if base in _NAIVE:
+        if timezone is None:
+            raise FeatureError(
+                f"Column '{column}' of feature view '{view_name}' ({where}) holds timestamps "
+                f"without a time zone ({duck_type}); mlwright compares times in UTC. Write them "
+                "with a zone, or declare the view's zone with timezone='UTC' (or another).")
+        return f"timezone('{timezone}', CAST({quote(column)} AS TIMESTAMP))"
+    raise FeatureError(f"Column '{column}' of feature view '{view_name}' ({where}) is {duck_type}, "
+                       "not a timestamp; point timestamp_field at a timestamp column.")
+
+
+def pushed_folder(ws: Workspace, view: ViewVersion) -> str:
+    return f"{ws.features_dir}/pushed/{view.view.name}/v{view.version}"
+
+
+def _pushed_files(ws: Workspace, view: ViewVersion) -> str | None:
+    folder = pushed_folder(ws, view)
+    if "://" in folder:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(folder)
+        return f"{folder}/*.parquet" if fs.exists(path) and fs.glob(f"{path}/*.parquet") else None
+    local = Path(folder)
+    if local.is_dir() and any(local.glob("*.parquet")):
+        return f"{folder}/*.parquet"
+    return None
+
+
+def view_relation(ctx: SourceContext, view: ViewVersion, *, pushed: bool = True) -> str:
+    """SQL text selecting the view's normalized rows (see the module docstring)."""
+    fv = view.view
+    raw = fv.source.relation(ctx)
+    where = fv.source.describe()
+    try:
+        described = ctx.conn.sql(f"DESCRIBE SELECT * FROM {raw}").fetchall()
+    except Exception as exc:  # duckdb.Error: an unreadable file, a broken query
+        raise FeatureError(f"Cannot read the source of feature view '{fv.name}' ({where}): "
+                           f"{str(exc).splitlines()[0]}") from None
+    types = {str(row[0]): str(row[1]) for row in described}
+
+    def column_type(column: str, role: str) -> str:
+        if column not in types:
+            raise FeatureError(
+                f"Feature view '{fv.name}' expects {role} column '{column}' in its source "
+                f"{where}, which has no such column (columns: {', '.join(types)}). Fix the "
+                "source, or change the view and run `mlwright features apply`.")
+        return types[column]
+
+    selects: list[str] = []
+    for key, dtype in fv.join_keys.items():
+        got = _base_type(column_type(key, "join key"))
+        if got not in _ACCEPTS[dtype]:
+            raise FeatureError(f"Join key '{key}' of feature view '{fv.name}' is {dtype} but its "
+                               f"source {where} has {got}; make them agree.")
+        selects.append(f"CAST({quote(key)} AS {DUCK_TYPES[dtype]}) AS {quote(key)}")
+    ts_type = column_type(fv.timestamp_field, "timestamp")
+    selects.append(f"{_timestamp_sql(fv.name, fv.timestamp_field, ts_type, fv.timezone, where)}"
+                   " AS __ts")
+    if fv.created_timestamp_field:
+        created_type = column_type(fv.created_timestamp_field, "created timestamp")
+        created = _timestamp_sql(fv.name, fv.created_timestamp_field, created_type, fv.timezone,
+                                 where)
+        selects.append(f"{created} AS __cts")
+    else:
+        selects.append("CAST(NULL AS TIMESTAMPTZ) AS __cts")
+    for feature in fv.features:
+        got = _base_type(column_type(feature.name, "feature"))
+        if got not in _ACCEPTS[feature.dtype]:
+            raise FeatureError(
+                f"Feature view '{fv.name}' declares '{feature.name}' as {feature.dtype} but its "
+                f"source {where} has {got}; change the view (a new version) or the source.")
+        if feature.dtype == "timestamp" and got != "TIMESTAMP WITH TIME ZONE":
+            expr = _timestamp_sql(fv.name, feature.name, got, fv.timezone, where)
+        else:
+            expr = f"CAST({quote(feature.name)} AS {DUCK_TYPES[feature.dtype]})"
+        selects.append(f"{expr} AS {quote(feature.name)}")
+    relation = f"SELECT {', '.join(selects)} FROM {raw}"
+    files = _pushed_files(ctx.workspace, view) if pushed else None
+    if files is not None:
+        relation = (f"{relation} UNION ALL BY NAME "
+                    f"SELECT * FROM read_parquet('{files}', union_by_name = true)")
+    return relation
+
+
+def check_view_source(ws: Workspace, view: ViewVersion) -> None:
+    """Raise :class:`FeatureError` unless the view's source exists and fits the view."""
+    conn = connect(ws)
+    try:
+        view_relation(SourceContext(conn, ws), view, pushed=False)
+    finally:
+        conn.close()
