@@ -86,7 +86,7 @@ class HistoricalRetrieval:
     views: list[str] = field(default_factory=list)
     datasets: dict[str, str] = field(default_factory=dict)
 
-    def _entity_sql(self, ctx: SourceContext) -> tuple[str, list[str]]:
+    def _entity_sql(self, ctx: SourceContext) -> tuple[str, pa.Schema]:
         entities = self.entities
         if isinstance(entities, str | os.PathLike):
             path = Path(entities).expanduser()
@@ -98,23 +98,30 @@ class HistoricalRetrieval:
             sql = (f"SELECT * EXCLUDE (file_row_number), file_row_number AS __row FROM "
                    f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}', "
                    "file_row_number = true)")
-            return sql, schema.names
+            return sql, schema
         table = as_arrow_table(entities)
         _check_entity_schema(table.schema, self.selection, self.timestamp_column)
-        names = table.schema.names
+        schema = table.schema
         table = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
         name = f"__entities_{uuid.uuid4().hex[:8]}"
         ctx.conn.register(name, table)
-        return f"SELECT * FROM {name}", names
+        return f"SELECT * FROM {name}", schema
 
     def sql(self, ctx: SourceContext) -> str:
-        entity_sql, entity_columns = self._entity_sql(ctx)
+        entity_sql, schema = self._entity_sql(ctx)
+        entity_columns = schema.names
         ts = quote(self.timestamp_column)
+        if schema.field(self.timestamp_column).type.unit == "ns":  # truncate, never round up
+            ets = f"make_timestamptz(epoch_ns({ts}) // 1000)"
+        else:
+            ets = f"CAST({ts} AS TIMESTAMPTZ)"
         ordered = any(v.view.created_timestamp_field for v in self.selection.views)
         left_order = ", struct_pack(t := __ets, c := 'infinity'::TIMESTAMPTZ) AS __eo" \
             if ordered else ""
-        parts = [f"WITH __e AS (SELECT *, CAST({ts} AS TIMESTAMPTZ) AS __ets{left_order} "
+        parts = [f"WITH __e AS (SELECT *, {ets} AS __ets{left_order} "
                  f"FROM ({entity_sql}))"]
+        ((low, high),) = ctx.conn.sql(f"SELECT epoch_us(min({ets})), epoch_us(max({ets})) "
+                                      f"FROM ({entity_sql})").fetchall()
         joins: list[str] = []
         wanted = {(s.view, s.feature): s.column for s in [*self.selection.features,
                                                           *self.selection.hidden]}
@@ -123,6 +130,15 @@ class HistoricalRetrieval:
             fv = view.view
             alias = f"v{i}"
             relation = view_relation(ctx, view)
+            micros = int(fv.ttl.total_seconds() * 1_000_000) if fv.ttl is not None else None
+            if high is not None:
+                # Rows after the last entity time (or older than the first one's TTL) can never
+                # be joined: dropping them first keeps the join's sort small and, on Parquet,
+                # skips whole row groups.
+                window = [f"__ts <= make_timestamptz({high})"]
+                if micros is not None:
+                    window.append(f"__ts >= make_timestamptz({low - micros})")
+                relation = f"SELECT * FROM ({relation}) WHERE {' AND '.join(window)}"
             if fv.created_timestamp_field:
                 # One inequality decides an ASOF join, so order by (event, created) as a struct:
                 # among equal event times the newest created time wins.
@@ -135,8 +151,7 @@ class HistoricalRetrieval:
             keys = " AND ".join(f"e.{quote(k)} = {alias}.{quote(k)}" for k in fv.join_keys)
             joins.append(f"ASOF LEFT JOIN {alias} ON {keys} AND {condition}")
             fresh = None
-            if fv.ttl is not None:
-                micros = int(fv.ttl.total_seconds() * 1_000_000)
+            if micros is not None:
                 fresh = f"{alias}.__ts >= e.__ets - INTERVAL {micros} MICROSECOND"
             for feature in fv.feature_names:
                 column = wanted.get((fv.name, feature))

@@ -26,8 +26,10 @@ _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT"
              "UBIGINT", "HUGEINT"}
 _NUMBERS = _INTEGERS | {"FLOAT", "DOUBLE"} | {"DECIMAL"}
 _NAIVE = {"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "DATE"}
+_AWARE = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"}
+_AWARE_NS = {"TIMESTAMPTZ_NS", "TIMESTAMP_NS WITH TIME ZONE"}  # pandas writes these
 _ACCEPTS = {"int64": _INTEGERS, "float64": _NUMBERS, "float32": _NUMBERS, "string": {"VARCHAR"},
-            "bool": {"BOOLEAN"}, "timestamp": _NAIVE | {"TIMESTAMP WITH TIME ZONE"}}
+            "bool": {"BOOLEAN"}, "timestamp": _NAIVE | _AWARE | _AWARE_NS}
 
 
 def quote(name: str) -> str:
@@ -54,15 +56,19 @@ def _base_type(duck_type: str) -> str:
 def _timestamp_sql(view_name: str, column: str, duck_type: str, timezone: str | None,
                    where: str) -> str:
     base = _base_type(duck_type)
-    if base == "TIMESTAMP WITH TIME ZONE":
+    if base in _AWARE:
         return quote(column)
+    if base in _AWARE_NS:  # to µs by truncation (a cast would round up into the future)
+        return f"make_timestamptz(epoch_ns({quote(column)}) // 1000)"
     if base in _NAIVE:
         if timezone is None:
             raise FeatureError(
                 f"Column '{column}' of feature view '{view_name}' ({where}) holds timestamps "
                 f"without a time zone ({duck_type}); mlwright compares times in UTC. Write them "
                 "with a zone, or declare the view's zone with timezone='UTC' (or another).")
-        return f"timezone('{timezone}', CAST({quote(column)} AS TIMESTAMP))"
+        naive = (f"make_timestamp(epoch_ns({quote(column)}) // 1000)" if base == "TIMESTAMP_NS"
+                 else f"CAST({quote(column)} AS TIMESTAMP)")
+        return f"timezone('{timezone}', {naive})"
     raise FeatureError(f"Column '{column}' of feature view '{view_name}' ({where}) is {duck_type}, "
                        "not a timestamp; point timestamp_field at a timestamp column.")
 
@@ -127,7 +133,7 @@ def view_relation(ctx: SourceContext, view: ViewVersion, *, pushed: bool = True)
             raise FeatureError(
                 f"Feature view '{fv.name}' declares '{feature.name}' as {feature.dtype} but its "
                 f"source {where} has {got}; change the view (a new version) or the source.")
-        if feature.dtype == "timestamp" and got != "TIMESTAMP WITH TIME ZONE":
+        if feature.dtype == "timestamp":
             expr = _timestamp_sql(fv.name, feature.name, got, fv.timezone, where)
         else:
             expr = f"CAST({quote(feature.name)} AS {DUCK_TYPES[feature.dtype]})"

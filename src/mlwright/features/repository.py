@@ -97,10 +97,14 @@ def load_repository(path: str | os.PathLike[str]) -> list[Definition]:
             if kind is None:
                 continue
             key = ("view" if kind == "on_demand" else kind, value.name)
-            if key in found and found[key][0] is not value:
-                raise FeatureError(f"{kind.replace('_', '-')} '{value.name}' is defined twice "
-                                   f"({found[key][1].name} and {file.name}); names are unique.")
-            found[key] = (_resolve(value, base, file), file)
+            resolved = _resolve(value, base, file)
+            if key in found:
+                if found[key][0].to_spec() == resolved.to_spec():
+                    continue  # the same definition under two names, or declared alike twice
+                raise FeatureError(f"{kind.replace('_', '-')} '{value.name}' is defined twice, "
+                                   f"differently ({found[key][1].name} and {file.name}); "
+                                   "names are unique.")
+            found[key] = (resolved, file)
     definitions = [d for d, _ in found.values()]
     # Entities and views used by others count even when only referenced.
     for definition in list(definitions):

@@ -162,12 +162,18 @@ class SqlSource:
     def relation(self, ctx: SourceContext) -> str:
         import duckdb
 
-        for name, value in self.inputs.items():
-            inner = self._input_source(value).relation(ctx)
-            ctx.conn.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT * FROM {inner}')
+        # Inputs become common table expressions of this query alone, so two SQL sources may
+        # both call an input "ratings" and still read their own.
+        ctes = [f'"{name}" AS (SELECT * FROM {self._input_source(value).relation(ctx)})'
+                for name, value in self.inputs.items()]
+        query = self.query.strip().rstrip(";")
+        if ctes and query[:4].upper() == "WITH" and query[4:5].isspace():
+            query = f"WITH {', '.join(ctes)}, {query[5:].lstrip()}"
+        elif ctes:
+            query = f"WITH {', '.join(ctes)} {query}"
         view = ctx.temp_name("sql")
         try:
-            ctx.conn.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS {self.query}')
+            ctx.conn.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS {query}')
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
             raise FeatureError(f"SQL source does not run: {first}. Fix the query "
