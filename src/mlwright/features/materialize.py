@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -118,7 +119,7 @@ def materialize_partition(ws: Workspace, view: ViewVersion, start_us: int, end_u
 
 def _partition_task(root: str, resolved: Any, view: ViewVersion, start_us: int, end_us: int,
                     part: int, parts: int, batch_rows: int) -> int:
-    ws = Workspace(root=root, resolved=resolved)  # type: ignore[arg-type]
+    ws = Workspace(root=Path(root), resolved=resolved)
     try:
         return materialize_partition(ws, view, start_us, end_us, part, parts, batch_rows)
     finally:
