@@ -44,7 +44,13 @@ def _timestamps(view: ViewVersion, column: str, array: pa.ChunkedArray) -> pa.Ch
         if zone is None:
             raise FeatureError(f"Column '{column}' pushed to view '{view.name}' has no time "
                                "zone; mlwright stores UTC. Send timestamps with a zone.")
-        array = pc.assume_timezone(array, zone)
+        try:
+            array = pc.assume_timezone(array, zone)
+        except pa.ArrowInvalid as exc:  # a wall time that does not exist, or exists twice
+            detail = str(exc).splitlines()[0]
+            raise FeatureError(f"Column '{column}' pushed to view '{view.name}' holds a time "
+                               f"that is ambiguous or does not exist in {zone} ({detail}); send "
+                               "timestamps with their UTC offset.") from None
     return array.cast(UTC_MICROS)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -130,7 +131,7 @@ class SqliteOnlineStore:
                                          check_same_thread=False, cached_statements=512)
             try:
                 # These read the file header: a corrupt or read-only file fails here, at open.
-                connection.execute("PRAGMA journal_mode=WAL")
+                self._use_wal(connection)
                 connection.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent on crash
             except sqlite3.Error:
                 connection.close()
@@ -139,6 +140,27 @@ class SqliteOnlineStore:
             raise OnlineStoreError(f"Cannot open the SQLite online store '{self.path}': {exc}. Use "
                                    "a writable path to a SQLite file (or fix online_url).") from exc
         return connection
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        """Switch the file to WAL once. Switching needs an exclusive lock, and SQLite answers
+        BUSY at once (no busy handler, to avoid deadlocks) while another process holds a lock on
+        a fresh file — so wait for it here, up to the timeout."""
+        deadline = time.monotonic() + self._timeout
+        delay = 0.005
+        while True:
+            try:
+                mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() == "wal" or self.path == ":memory:":
+                    return
+                connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     def _fail(self, action: str, table: OnlineTable, exc: sqlite3.Error) -> OnlineStoreError:
         if self._closed:
