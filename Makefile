@@ -33,6 +33,7 @@ benchmark: $(BIN)/python
 	$(BIN)/python benchmarks/validation.py
 	$(BIN)/python benchmarks/pipelines.py
 	$(BIN)/python benchmarks/registry.py
+	$(BIN)/python benchmarks/features.py
 
 clean:
 	rm -rf demo .pytest_cache .mypy_cache .ruff_cache

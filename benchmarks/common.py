@@ -43,13 +43,19 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def ensure_venv() -> Path:
-    """The Python of the MLflow environment, built from the pinned requirements if missing."""
-    python = VENV / "bin" / "python"
+def ensure_venv(name: str | None = None, requirements: Path | None = None) -> Path:
+    """The Python of a peer's environment, built from its pinned requirements if missing.
+
+    Without arguments: the MLflow environment (``.venvs/pipelines``); with ``name``:
+    ``.venvs/<name>`` from ``requirements`` (default ``requirements-<name>.txt``)."""
+    venv = VENV if name is None else HERE / ".venvs" / name
+    if requirements is None:
+        requirements = REQUIREMENTS if name is None else HERE / f"requirements-{name}.txt"
+    python = venv / "bin" / "python"
     if not python.exists():
-        print(f"creating {VENV} (pip install -r {REQUIREMENTS.name}) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)],
+        print(f"creating {venv} (pip install -r {requirements.name}) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(requirements)],
                        check=True)
     return python
 
