@@ -8,6 +8,7 @@ against the view first, so a drifted source fails with a message instead of wron
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,15 +37,28 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_DATABASES: dict[tuple[int, str, str], duckdb.DuckDBPyConnection] = {}
+
+
 def connect(ws: Workspace) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB session in UTC with the workspace's memory limit and a spill
-    folder, so that joins and aggregations larger than memory go to disk instead of failing."""
+    """A DuckDB session in UTC with the workspace's memory limit and a spill folder, so that
+    joins and aggregations larger than memory go to disk instead of failing.
+
+    Sessions are cursors of one in-memory database per process and settings (opening a
+    database costs ~15 ms, a cursor nothing); temporary views and registered tables are the
+    session's own and go when it is closed.
+    """
     import duckdb
 
     spill = Path(ws.root) / ".mlwright" / "tmp" / "duckdb"
-    spill.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(config={"memory_limit": ws.settings.offline_memory_limit,
-                                  "temp_directory": str(spill)})
+    key = (os.getpid(), ws.settings.offline_memory_limit, str(spill))  # never across a fork
+    database = _DATABASES.get(key)
+    if database is None:
+        spill.mkdir(parents=True, exist_ok=True)
+        database = duckdb.connect(config={"memory_limit": ws.settings.offline_memory_limit,
+                                          "temp_directory": str(spill)})
+        _DATABASES[key] = database
+    conn = database.cursor()
     conn.execute("SET TimeZone = 'UTC'")  # after connecting: the setting needs ICU loaded
     return conn
 
