@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,6 @@ from mlwright.errors import FeatureError
 from mlwright.features import (
     apply_repository,
     get_historical_features,
-    historical,
     materialize,
     online_reader,
 )
@@ -61,7 +59,6 @@ class Scenario:
     a_rows: list[Row]
     b_rows: list[Row]
     entity_rows: list[tuple[int, str, datetime]]
-    chunked: bool  # join in time chunks (forced: one feature row per chunk is "too many")
 
 
 def _dedupe(rows: list[Row], key: Callable[[Row], Any]) -> list[Row]:
@@ -99,8 +96,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     entity_rows = [(u, c, at(s, m)) for u, c, s, m in drawn]
     if draw(st.booleans()):  # an exact duplicate entity row
         entity_rows.append(entity_rows[draw(st.integers(0, len(entity_rows) - 1))])
-    return Scenario(composite, a_created, ttl_a, ttl_b, a_rows, b_rows, entity_rows,
-                    draw(st.booleans()))
+    return Scenario(composite, a_created, ttl_a, ttl_b, a_rows, b_rows, entity_rows)
 
 
 def brute_force(rows: Sequence[Row], match: Callable[[Row], bool], moment: datetime,
@@ -160,9 +156,8 @@ def test_point_in_time_join_matches_brute_force(ws: Workspace, tmp_path: Path,
                          country=pa.array([c for _, c, _ in s.entity_rows], pa.string()),
                          event_timestamp=timestamps([t for _, _, t in s.entity_rows]))
 
-    with mock.patch.object(historical, "CHUNK_ROWS", 1 if s.chunked else historical.CHUNK_ROWS):
-        result = get_historical_features(entity_table, ["view_a:a_val", "view_b:b_val"],
-                                         workspace=ws).to_arrow()
+    result = get_historical_features(entity_table, ["view_a:a_val", "view_b:b_val"],
+                                     workspace=ws).to_arrow()
 
     assert result.column_names == ["user_id", "country", "event_timestamp", "a_val", "b_val"]
     assert result.num_rows == len(s.entity_rows)
@@ -176,47 +171,6 @@ def test_point_in_time_join_matches_brute_force(ws: Workspace, tmp_path: Path,
                   for u, _, t in s.entity_rows]
     assert result.column("a_val").to_pylist() == expected_a
     assert result.column("b_val").to_pylist() == expected_b
-
-
-def test_a_join_in_time_chunks_equals_the_whole_join(ws: Workspace,
-                                                    make_repo: Callable[..., Path]) -> None:
-    """Long histories are joined in entity-time chunks that each read only the feature rows
-    they can reach; the result is the same, row for row and in input order."""
-    rng = np.random.default_rng(7)
-    users, hours = 40, 200
-    repo = make_repo("""
-        user = Entity("user", join_keys={"user_id": "int64"})
-        stats = FeatureView("stats", entities=[user], source=ParquetSource("stats.parquet"),
-                            timestamp_field="event_timestamp", created_timestamp_field="created",
-                            features=[Field("clicks", "float64")], ttl=timedelta(hours=5))
-        """)
-    times = [BASE + timedelta(hours=int(h)) for h in rng.integers(0, hours, users * 60)]
-    write_parquet(repo / "stats.parquet", table(
-        user_id=pa.array(rng.integers(0, users, users * 60), pa.int64()),
-        event_timestamp=timestamps(times),  # distinct created times: ties have one newest row
-        created=timestamps([t + timedelta(microseconds=i) for i, t in enumerate(times)]),
-        clicks=pa.array(rng.random(users * 60))))
-    apply_repository(repo, workspace=ws)
-    rows = 3000
-    entity_table = entities(rng.integers(0, users + 3, rows).tolist(),
-                            [BASE + timedelta(minutes=int(m))
-                             for m in rng.integers(-600, (hours + 10) * 60, rows)])
-    whole = get_historical_features(entity_table, ["stats:clicks"], workspace=ws)
-    chunked = get_historical_features(entity_table, ["stats:clicks"], workspace=ws)
-    seen: list[int] = []
-    original = historical.HistoricalRetrieval._chunks
-
-    def spy(self: Any, ctx: Any, plan: Any) -> Any:
-        chunks = original(self, ctx, plan)
-        seen.append(len(chunks))
-        return chunks
-
-    with mock.patch.object(historical, "CHUNK_ROWS", 500), \
-            mock.patch.object(historical.HistoricalRetrieval, "_chunks", spy):
-        result = chunked.to_arrow()
-    assert seen and seen[0] >= 5
-    assert result.equals(whole.to_arrow())
-    assert result.column("clicks").null_count not in (0, rows)
 
 
 # -- what Feast gets wrong, pinned ----------------------------------------------------------
@@ -471,10 +425,13 @@ def test_source_schema_drift_after_apply_is_an_error_naming_the_column(
 
 def test_missing_entity_parquet_is_an_error(ws: Workspace, stats_repo: Path,
                                             tmp_path: Path) -> None:
-    job = get_historical_features(tmp_path / "nope.parquet", ["user_stats:clicks"], workspace=ws)
-    with pytest.raises(FeatureError) as exc:
-        job.to_arrow()
+    with pytest.raises(FeatureError) as exc:  # at the call, before any work
+        get_historical_features(tmp_path / "nope.parquet", ["user_stats:clicks"], workspace=ws)
     assert "nope.parquet" in one_line(exc)
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(FeatureError) as exc:
+        get_historical_features(tmp_path / "bad.parquet", ["user_stats:clicks"], workspace=ws)
+    assert "not a readable Parquet file" in one_line(exc)
 
 
 # -- SQL sources: windowed aggregates -------------------------------------------------------

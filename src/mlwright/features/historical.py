@@ -37,17 +37,6 @@ from mlwright.workspace import Workspace, as_workspace
 
 WorkspaceArg = Workspace | str | os.PathLike[str] | None
 BATCH_ROWS = 131_072
-CHUNK_ROWS = 1_500_000  # feature rows one join holds at most (when every view has a TTL)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    entity_sql: str
-    entity_columns: list[str]
-    ets: str  # the entity timestamp as TIMESTAMPTZ
-    low: int | None  # earliest and latest entity time, µs
-    high: int | None
-    relations: list[str]  # each view's normalized rows
 
 
 def _check_entity_schema(schema: pa.Schema, selection: Selection, timestamp_column: str) -> None:
@@ -118,44 +107,31 @@ class HistoricalRetrieval:
         ctx.conn.register(name, table)
         return f"SELECT * FROM {name}", schema
 
-    def _plan(self, ctx: SourceContext) -> _Plan:
+    def sql(self, ctx: SourceContext) -> str:
         entity_sql, schema = self._entity_sql(ctx)
+        entity_columns = schema.names
         ts = quote(self.timestamp_column)
         if schema.field(self.timestamp_column).type.unit == "ns":  # truncate, never round up
             ets = f"make_timestamptz(epoch_ns({ts}) // 1000)"
         else:
             ets = f"CAST({ts} AS TIMESTAMPTZ)"
-        ((low, high),) = ctx.conn.sql(f"SELECT epoch_us(min({ets})), epoch_us(max({ets})) "
-                                      f"FROM ({entity_sql})").fetchall()
-        relations = [view_relation(ctx, view) for view in self.selection.views]
-        self.views = [v.ref for v in self.selection.views]
-        self.datasets = dict(ctx.datasets)
-        return _Plan(entity_sql, schema.names, ets, low, high, relations)
-
-    def _ttls(self) -> list[int | None]:
-        return [int(v.view.ttl.total_seconds() * 1_000_000) if v.view.ttl is not None else None
-                for v in self.selection.views]
-
-    def _join_sql(self, plan: _Plan, low: int | None, high: int | None, *,
-                  whole: bool = True) -> str:
-        """The join of the entity rows with event times in [low, high] (all when ``whole``),
-        selecting the input row number ``__row`` too, unordered."""
         ordered = any(v.view.created_timestamp_field for v in self.selection.views)
         left_order = ", struct_pack(t := __ets, c := 'infinity'::TIMESTAMPTZ) AS __eo" \
             if ordered else ""
-        entity_filter = "" if whole or low is None or high is None else \
-            f" WHERE __ets BETWEEN make_timestamptz({low}) AND make_timestamptz({high})"
-        parts = [f"WITH __e AS (SELECT * FROM (SELECT *, {plan.ets} AS __ets{left_order} "
-                 f"FROM ({plan.entity_sql})){entity_filter})"]
+        parts = [f"WITH __e AS (SELECT *, {ets} AS __ets{left_order} "
+                 f"FROM ({entity_sql}))"]
+        ((low, high),) = ctx.conn.sql(f"SELECT epoch_us(min({ets})), epoch_us(max({ets})) "
+                                      f"FROM ({entity_sql})").fetchall()
         joins: list[str] = []
         wanted = {(s.view, s.feature): s.column for s in [*self.selection.features,
                                                           *self.selection.hidden]}
-        selects = [f"e.{quote(c)}" for c in plan.entity_columns] + ["e.__row"]
-        for i, (view, relation, micros) in enumerate(zip(self.selection.views, plan.relations,
-                                                         self._ttls(), strict=True)):
+        selects = [f"e.{quote(c)}" for c in entity_columns]
+        for i, view in enumerate(self.selection.views):
             fv = view.view
             alias = f"v{i}"
-            if high is not None and low is not None:
+            relation = view_relation(ctx, view)
+            micros = int(fv.ttl.total_seconds() * 1_000_000) if fv.ttl is not None else None
+            if high is not None:
                 # Rows after the last entity time (or older than the first one's TTL) can never
                 # be joined: dropping them first keeps the join's sort small and, on Parquet,
                 # skips whole row groups.
@@ -184,60 +160,18 @@ class HistoricalRetrieval:
                 value = f"{alias}.{quote(feature)}"
                 expr = f"CASE WHEN {fresh} THEN {value} END" if fresh else value
                 selects.append(f"{expr} AS {quote(column)}")
+        self.views = [v.ref for v in self.selection.views]
+        self.datasets = dict(ctx.datasets)
         return (",\n".join(parts) + f"\nSELECT {', '.join(selects)} FROM __e e\n"
-                + "\n".join(joins))
-
-    def _chunks(self, ctx: SourceContext, plan: _Plan) -> list[tuple[int, int]]:
-        """Entity time ranges to join one after the other, so that each join holds only the
-        feature rows its range can reach (its span plus the TTL): memory stays flat however
-        long the history. One range when every view's rows fit in CHUNK_ROWS, or when a view
-        has no TTL (then every range reaches back to the beginning)."""
-        ttls = self._ttls()
-        if plan.low is None or plan.high is None or None in ttls:
-            return []
-        longest = max(t for t in ttls if t is not None)
-        span = plan.high - plan.low
-        if span <= 2 * longest:
-            return []
-        rows = 0
-        for relation in plan.relations:
-            ((count,),) = ctx.conn.sql(
-                f"SELECT count(*) FROM ({relation}) WHERE __ts <= make_timestamptz({plan.high})"
-                f" AND __ts >= make_timestamptz({plan.low - longest})").fetchall()
-            rows = max(rows, int(count))
-        pieces = min(-(-rows // CHUNK_ROWS), max(1, span // longest))
-        if pieces <= 1:
-            return []
-        step = -(-(span + 1) // pieces)
-        return [(plan.low + i * step, min(plan.high, plan.low + (i + 1) * step - 1))
-                for i in range(pieces)]
-
-    def sql(self, ctx: SourceContext) -> str:
-        """The whole join as one query, in input order (what runs when it needs no chunks)."""
-        plan = self._plan(ctx)
-        return (f"SELECT * EXCLUDE (__row) FROM ({self._join_sql(plan, plan.low, plan.high)}) "
-                "ORDER BY __row")
+                + "\n".join(joins) + "\nORDER BY e.__row")
 
     def to_batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         """Stream the result (at least one batch, maybe empty); memory stays bounded by the
-        batch size, the time chunks and DuckDB's limit."""
+        batch size and DuckDB's limit."""
         conn = connect(self.workspace)
         try:
-            ctx = SourceContext(conn, self.workspace)
-            plan = self._plan(ctx)
-            chunks = self._chunks(ctx, plan)
-            if not chunks:
-                query = (f"SELECT * EXCLUDE (__row) FROM "
-                         f"({self._join_sql(plan, plan.low, plan.high)}) ORDER BY __row")
-            else:
-                names = []
-                for i, (low, high) in enumerate(chunks):
-                    names.append(f"__part_{i}")
-                    conn.execute(f"CREATE TEMP TABLE __part_{i} AS "
-                                 + self._join_sql(plan, low, high, whole=False))
-                union = " UNION ALL ".join(f"SELECT * FROM {n}" for n in names)
-                query = f"SELECT * EXCLUDE (__row) FROM ({union}) ORDER BY __row"
-            reader = conn.sql(query).to_arrow_reader(batch_rows)
+            reader = conn.sql(self.sql(SourceContext(conn, self.workspace))) \
+                .to_arrow_reader(batch_rows)
             empty = True
             for batch in reader:
                 if batch.num_rows:
@@ -296,7 +230,17 @@ def get_historical_features(
     ws = as_workspace(workspace)
     selection = load_catalog(ws).select(features, full_names=full_feature_names)
     job = HistoricalRetrieval(ws, entity_df, selection, timestamp_column)
-    if not isinstance(entity_df, str | os.PathLike):
+    if isinstance(entity_df, str | os.PathLike):
+        path = Path(entity_df).expanduser()
+        if not path.is_file():
+            raise FeatureError(f"Entity table '{path}' does not exist or is not a Parquet file.")
+        try:
+            schema = pq.read_schema(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise FeatureError(f"Entity table '{path}' is not a readable Parquet file: "
+                               f"{str(exc).splitlines()[0]}") from None
+        _check_entity_schema(schema, selection, timestamp_column)
+    else:
         job.entities = as_arrow_table(entity_df)
         _check_entity_schema(job.entities.schema, selection, timestamp_column)
     return job
