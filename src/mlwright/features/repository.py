@@ -123,7 +123,7 @@ def _semantic(definition: Definition) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in _METADATA}
 
 
-def _check_references(definitions: list[Definition], stored: dict[tuple[str, str], Any]) -> None:
+def _check_references(definitions: list[Definition]) -> None:
     views = {d.name: d for d in definitions if isinstance(d, FeatureView | OnDemandFeatureView)}
     for d in definitions:
         if isinstance(d, OnDemandFeatureView):
@@ -159,9 +159,10 @@ def apply_repository(
     repo = str(Path(path).expanduser().resolve())
     definitions = load_repository(path)
     current = {(r.kind, r.name): r for r in current_definitions(ws, include_retired=True)}
-    _check_references(definitions, current)
+    _check_references(definitions)
     plan = Plan(repo)
-    writes: list[tuple[Definition, str, int, str]] = []  # definition, kind, version, action
+    # definition, kind, version, action, spec, fingerprint
+    writes: list[tuple[Definition, str, int, str, dict[str, Any], str]] = []
     seen: set[tuple[str, str]] = set()
     for definition in definitions:
         kind = KINDS[type(definition)]
@@ -184,7 +185,7 @@ def apply_repository(
             check_view_source(ws, ViewVersion(definition, version))
         plan.changes.append(Change(kind, definition.name, action, version, detail))
         if action != "unchanged":
-            writes.append((definition, kind, version, action))
+            writes.append((definition, kind, version, action, spec, digest))
     for (kind, name), row in sorted(current.items()):
         if (kind, name) not in seen and row.retired_at is None:
             plan.changes.append(Change(kind, name, "retire", row.version))
@@ -192,9 +193,7 @@ def apply_repository(
         plan.applied = not dry_run
         return plan
     with ws.db.session() as session:
-        for definition, kind, version, action in writes:
-            spec = definition.to_spec()
-            digest = fingerprint(_semantic(definition))
+        for definition, kind, version, action, spec, digest in writes:
             if action == "update":
                 row = session.execute(select(FeatureDefinition).where(
                     FeatureDefinition.kind == kind, FeatureDefinition.name == definition.name,
