@@ -648,3 +648,26 @@ def test_source_folder_removed_and_restored_is_read_again(ws: Workspace, stats_r
         job.to_arrow()
     shutil.move(moved, stats_repo)
     assert job.to_arrow().column("clicks").to_pylist() == [1.0]
+
+
+def test_source_rows_repeating_key_and_times_still_give_one_row_per_entity_row(
+        ws: Workspace, make_repo: Callable[..., Path]) -> None:
+    repo = make_repo("""
+        user = Entity("user", join_keys={"user_id": "int64"})
+        dup = FeatureView("dup", entities=[user], source=ParquetSource("dup.parquet"),
+                          timestamp_field="event_timestamp", created_timestamp_field="created",
+                          features=[Field("v", "float64")], ttl=timedelta(days=1))
+        nocreated = FeatureView("nocreated", entities=[user], source=ParquetSource("dup.parquet"),
+                                timestamp_field="event_timestamp", features=[Field("w", "float64")])
+        """)
+    write_parquet(repo / "dup.parquet", table(
+        user_id=[1, 1, 1], event_timestamp=[utc(2024, 1, 1)] * 3,
+        created=[utc(2024, 1, 2), utc(2024, 1, 2), utc(2024, 1, 1)],
+        v=[1.0, 2.0, 3.0], w=[1.0, 2.0, 3.0]))
+    apply_repository(repo, workspace=ws)
+    result = get_historical_features(entities([1, 1, 2], [utc(2024, 1, 1, 12)] * 3),
+                                     ["dup:v", "nocreated:w"], workspace=ws).to_arrow()
+    assert result.num_rows == 3
+    values = result.column("v").to_pylist()
+    assert values[0] in (1.0, 2.0) and values[1] in (1.0, 2.0) and values[2] is None
+    assert result.column("w").to_pylist()[2] is None

@@ -32,7 +32,7 @@ from mlwright.errors import FeatureError
 from mlwright.features.catalog import Selection, load_catalog
 from mlwright.features.on_demand import apply_on_demand
 from mlwright.features.relations import connect, quote, view_relation
-from mlwright.features.sources import SourceContext
+from mlwright.features.sources import DatasetSource, ParquetSource, SourceContext
 from mlwright.workspace import Workspace, as_workspace
 
 WorkspaceArg = Workspace | str | os.PathLike[str] | None
@@ -123,6 +123,7 @@ class HistoricalRetrieval:
         ((low, high),) = ctx.conn.sql(f"SELECT epoch_us(min({ets})), epoch_us(max({ets})) "
                                       f"FROM ({entity_sql})").fetchall()
         joins: list[str] = []
+        two_phase = False
         wanted = {(s.view, s.feature): s.column for s in [*self.selection.features,
                                                           *self.selection.hidden]}
         selects = [f"e.{quote(c)}" for c in entity_columns]
@@ -139,31 +140,50 @@ class HistoricalRetrieval:
                 if micros is not None:
                     window.append(f"__ts >= make_timestamptz({low - micros})")
                 relation = f"SELECT * FROM ({relation}) WHERE {' AND '.join(window)}"
+            order = "__ts"
             if fv.created_timestamp_field:
                 # One inequality decides an ASOF join, so order by (event, created) as a struct:
                 # among equal event times the newest created time wins.
                 order = "struct_pack(t := __ts, c := coalesce(__cts, '-infinity'::TIMESTAMPTZ))"
-                parts.append(f"{alias} AS (SELECT *, {order} AS __o FROM ({relation}))")
-                condition = f"e.__eo >= {alias}.__o"
+            left = "e.__eo" if fv.created_timestamp_field else "e.__ets"
+            keys = [quote(k) for k in fv.join_keys]
+            on_keys = " AND ".join(f"e.{k} = {alias}.{k}" for k in keys)
+            fresh = f"{alias}.__ts >= e.__ets - INTERVAL {micros} MICROSECOND" \
+                if micros is not None else None
+            if isinstance(fv.source, ParquetSource | DatasetSource):
+                # The ASOF join sorts what it joins: giving it only keys and times, then
+                # fetching the chosen rows' features by a hash join, is 10-20% faster and holds
+                # less memory than sorting every feature along (the source is a plain scan,
+                # cheap to read twice; a SQL source is not, and is joined in one pass).
+                cts = "coalesce(__cts, '-infinity'::TIMESTAMPTZ)"
+                parts.append(f"{alias} AS (SELECT {', '.join(keys)}, __ts, {cts} AS __c, "
+                             f"{order} AS __o FROM ({relation}))")
+                parts.append(f"{alias}p AS (SELECT *, {cts} AS __c FROM ({relation}))")
+                payload = " AND ".join([*(f"{alias}p.{k} = {alias}.{k}" for k in keys),
+                                        f"{alias}p.__ts = {alias}.__ts",
+                                        f"{alias}p.__c = {alias}.__c", *([fresh] if fresh else [])])
+                joins.append(f"ASOF LEFT JOIN {alias} ON {on_keys} AND {left} >= {alias}.__o")
+                joins.append(f"LEFT JOIN {alias}p ON {payload}")
+                source_alias, fresh = f"{alias}p", None  # freshness is in the join
+                two_phase = True
             else:
-                parts.append(f"{alias} AS ({relation})")
-                condition = f"e.__ets >= {alias}.__ts"
-            keys = " AND ".join(f"e.{quote(k)} = {alias}.{quote(k)}" for k in fv.join_keys)
-            joins.append(f"ASOF LEFT JOIN {alias} ON {keys} AND {condition}")
-            fresh = None
-            if micros is not None:
-                fresh = f"{alias}.__ts >= e.__ets - INTERVAL {micros} MICROSECOND"
+                parts.append(f"{alias} AS (SELECT *, {order} AS __o FROM ({relation}))")
+                joins.append(f"ASOF LEFT JOIN {alias} ON {on_keys} AND {left} >= {alias}.__o")
+                source_alias = alias
             for feature in fv.feature_names:
                 column = wanted.get((fv.name, feature))
                 if column is None:
                     continue
-                value = f"{alias}.{quote(feature)}"
+                value = f"{source_alias}.{quote(feature)}"
                 expr = f"CASE WHEN {fresh} THEN {value} END" if fresh else value
                 selects.append(f"{expr} AS {quote(column)}")
         self.views = [v.ref for v in self.selection.views]
         self.datasets = dict(ctx.datasets)
+        # Source rows repeating (key, event, created) exactly would repeat an entity row in the
+        # hash join: keep one (the ASOF join's pick among them is arbitrary anyway).
+        once = "\nQUALIFY row_number() OVER (PARTITION BY e.__row) = 1" if two_phase else ""
         return (",\n".join(parts) + f"\nSELECT {', '.join(selects)} FROM __e e\n"
-                + "\n".join(joins) + "\nORDER BY e.__row")
+                + "\n".join(joins) + once + "\nORDER BY e.__row")
 
     def to_batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         """Stream the result (at least one batch, maybe empty); memory stays bounded by the
