@@ -17,8 +17,10 @@ and what to do::
     ├── RegistryError      a model version, flavor, alias or bundle that is wrong
     │   └── WebhookError   a webhook that is wrong (bad URL, unknown event)
     ├── GateError          a gate that is wrong (unknown metric), or a version that failed one
-    └── FeatureError       a feature definition, reference, entity table or source that is wrong
-        └── OnlineStoreError  the online store (unreachable Redis, unwritable SQLite file)
+    ├── FeatureError       a feature definition, reference, entity table or source that is wrong
+    │   └── OnlineStoreError  the online store (unreachable Redis, unwritable SQLite file)
+    └── SecurityError      a token that is wrong (unknown name, bad expiry)
+        └── AuthenticationError  a request's token is missing, unknown, revoked or expired
 """
 
 from __future__ import annotations
@@ -81,3 +83,11 @@ class FeatureError(MlwrightError):
 
 class OnlineStoreError(FeatureError):
     """The online store cannot be reached or refused an operation."""
+
+
+class SecurityError(MlwrightError):
+    """A token or identity operation is wrong (unknown token, bad scope or expiry)."""
+
+
+class AuthenticationError(SecurityError):
+    """A presented token is not valid. The message reveals nothing about why."""

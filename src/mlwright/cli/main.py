@@ -21,6 +21,7 @@ from mlwright.cli.output import err_console
 from mlwright.cli.pipelines import pipeline_app
 from mlwright.cli.runs import runs_app
 from mlwright.cli.state import CliState
+from mlwright.cli.tokens import token_app
 from mlwright.cli.workspace import config_app, init
 from mlwright.errors import MlwrightError
 
@@ -40,6 +41,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
 app.add_typer(audit_app, name="audit")
+app.add_typer(token_app, name="token")
 add_maintenance_commands(app)
 
 

@@ -21,6 +21,7 @@ from mlwright.store.registry_tables import (
     ModelLineage,
     ModelVersion,
 )
+from mlwright.store.security_tables import ApiToken
 from mlwright.store.tables import (
     AuditEvent,
     Base,
@@ -40,6 +41,7 @@ from mlwright.store.tracking_tables import (
 from mlwright.store.webhook_tables import Webhook, WebhookDelivery
 
 __all__ = [
+    "ApiToken",
     "ArtifactStore",
     "AuditEvent",
     "Base",

@@ -25,7 +25,7 @@ from mlwright.errors import StoreError
 
 # The newest migration in migrations/versions (a test keeps them equal). `migrate` compares
 # the database's revision with it first and never imports Alembic when they match.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key ("mlwrig" in ASCII): one migrator at a time per database.
 _MIGRATION_LOCK = 0x6D6C77726967
