@@ -97,7 +97,7 @@ FEATURES = [f"f{i}" for i in range(10)]
 REFS = [f"user_stats:{name}" for name in FEATURES]
 TTL_HOURS = 48
 # mlwright once more with DuckDB held to this memory limit: it spills instead of growing
-BOUNDED_LIMIT = "512MB"
+BOUNDED_LIMIT = "256MB"
 SEED = 20250605
 SINGLE_ABOVE_S = 30.0  # a warm-up slower than this is the only timed call
 
