@@ -1,5 +1,5 @@
-"""`mlwright model ...`: list, show, lineage, card, alias, aliases, predict, export, import,
-import-mlflow."""
+"""`mlwright model ...`: list, show, lineage, card, alias, aliases, predict, optimize, export,
+import, import-mlflow."""
 
 from __future__ import annotations
 
@@ -218,6 +218,45 @@ def predict(
     write_whole(output, lambda target: pq.write_table(result, target), "predictions")
     err_console.print(f"Wrote {result.num_rows:,} predictions of {model.version.ref} to "
                       f"{escape(str(output))}")
+
+
+@model_app.command("optimize")
+def optimize_command(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@N or NAME@ALIAS of a scikit-learn, LightGBM or "
+                                            "XGBoost version.")],
+    data: Annotated[str, typer.Option(
+        "--data", help="The validation rows: a Parquet or CSV file, or a registered dataset "
+                       "(NAME@N).")],
+    label: Annotated[str | None, typer.Option(help="A column of the data to leave out.")] = None,
+    tolerance: Annotated[float, typer.Option(
+        help="Largest |onnx - original| / max(|original|, 1) accepted on any row.")] = 1e-4,
+    alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Convert a version to ONNX; register it as the next version if its predictions on the
+    validation rows match the original's within the tolerance."""
+    from mlwright.registry import optimize_model
+
+    workspace = state(ctx).open()
+    try:
+        result = optimize_model(ref, data, label=label, tolerance=tolerance, alias=alias,
+                                workspace=workspace)
+    finally:
+        workspace.close()
+    if json_out:
+        print_json(result.to_dict())
+        return
+    parity = result.parity
+    agreement = ("" if parity.label_agreement is None
+                 else f" · predicted class agrees on {parity.label_agreement:.2%} of rows")
+    aliases = f" · aliases {', '.join(result.version.aliases)}" if result.version.aliases else ""
+    console.print(f"Parity on {parity.rows:,} rows: max |Δ| {parity.max_abs_diff:.3g}, scaled "
+                  f"{parity.max_rel_diff:.3g} (tolerance {parity.tolerance:g}){agreement}")
+    console.print(f"Predict: original {result.original_predict_s * 1000:.1f} ms, ONNX Runtime "
+                  f"{result.onnx_predict_s * 1000:.1f} ms ({result.speedup:.1f}x)")
+    console.print(f"Registered [bold]{escape(result.ref)}[/] (onnx, {escape(result.converter)}) from "
+                  f"{escape(result.parent)}{escape(aliases)}")
 
 
 @model_app.command("card")

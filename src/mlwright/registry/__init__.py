@@ -12,6 +12,7 @@ from mlwright.registry.cards import ModelCard, model_card
 from mlwright.registry.gating import evaluate_candidate
 from mlwright.registry.lineage import LineageGraph, lineage, used_by
 from mlwright.registry.mlflow_import import import_mlflow_model
+from mlwright.registry.optimize import OptimizationResult, Parity, optimize_model
 from mlwright.registry.signature import Column, Signature, signature_from_schema, signature_from_table
 from mlwright.registry.versions import (
     LoadedModel,
@@ -44,6 +45,8 @@ __all__ = [
     "ModelSummary",
     "ModelVersionInfo",
     "ModelVersionSummary",
+    "OptimizationResult",
+    "Parity",
     "Signature",
     "WebhookError",
     "add_webhook",
@@ -61,6 +64,7 @@ __all__ = [
     "list_webhooks",
     "load_model",
     "model_card",
+    "optimize_model",
     "parse_model_ref",
     "register_model",
     "remove_alias",
