@@ -114,3 +114,20 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} CPUs ({cpu}), {memory} memory, {platform.platform()}"
+
+
+def rss_mb() -> float:
+    """The resident set size of this process now, in MB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def peak_rss_mb() -> float:
+    """The peak RSS of this process since it started (VmHWM), in MB. Not ``ru_maxrss``: that
+    one survives ``exec``, so a child starts with the peak of the parent it was forked from."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6

@@ -71,7 +71,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -86,7 +85,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common import ensure_venv, fmt, machine, median
+from common import ensure_venv, fmt, machine, median, peak_rss_mb, rss_mb
 
 HERE = Path(__file__).resolve().parent
 PEER_SCRIPT = HERE / "peers" / "features_feast.py"
@@ -124,20 +123,6 @@ SIZES = {
 
 def log(message: str) -> None:
     print(f"· {message}", file=sys.stderr, flush=True)
-
-
-def rss_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
-def peak_rss_mb() -> float:
-    """The peak RSS of this process since it started (VmHWM), in MB. Not ``ru_maxrss``: that
-    one survives ``exec``, so a child starts with the peak of the parent it was forked from."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e6
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def percentile(values: list[float], q: float) -> float:

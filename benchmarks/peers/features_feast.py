@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import resource
 import sys
 import time
 import warnings
@@ -52,23 +50,12 @@ from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueTyp
 from feast.types import Float64, Int64  # noqa: E402
 
 IMPORT_S = time.perf_counter() - started_import
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: common.py
+from common import peak_rss_mb, rss_mb  # noqa: E402
+
 FEATURES = [f"f{i}" for i in range(10)]
 REFS = [f"user_stats:{name}" for name in FEATURES]
-
-
-def rss_mb() -> float:
-    """The resident set size now, in MB."""
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
-def peak_rss_mb() -> float:
-    """The peak RSS of this process since it started (VmHWM), in MB. Not ``ru_maxrss``: that
-    one survives ``exec``, so a child starts with the peak of the parent it was forked from."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e6
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def build_store(config: dict[str, Any], offline: str, online: str) -> FeatureStore:
