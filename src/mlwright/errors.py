@@ -19,8 +19,11 @@ and what to do::
     ├── GateError          a gate that is wrong (unknown metric), or a version that failed one
     ├── FeatureError       a feature definition, reference, entity table or source that is wrong
     │   └── OnlineStoreError  the online store (unreachable Redis, unwritable SQLite file)
-    └── SecurityError      a token that is wrong (unknown name, bad expiry)
-        └── AuthenticationError  a request's token is missing, unknown, revoked or expired
+    ├── SecurityError      a token that is wrong (unknown name, bad expiry)
+    │   └── AuthenticationError  a request's token is missing, unknown, revoked or expired
+    └── ServingError       a serving request or job that is wrong
+        ├── RequestValidationError  a request's fields do not match the signature (422)
+        └── LimitExceededError      a request over a limit: body size, rows, rate (413/429)
 """
 
 from __future__ import annotations
@@ -91,3 +94,28 @@ class SecurityError(MlwrightError):
 
 class AuthenticationError(SecurityError):
     """A presented token is not valid. The message reveals nothing about why."""
+
+
+class ServingError(MlwrightError):
+    """A serving request, batch job or stream that is wrong. ``status`` is its HTTP code."""
+
+    status = 400
+
+
+class RequestValidationError(ServingError):
+    """A request whose fields do not match the model's signature; ``errors`` names each one
+    as ``{"field": ..., "problem": ...}``."""
+
+    status = 422
+
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class LimitExceededError(ServingError):
+    """A request over a configured limit (body size 413, rows 413, rate 429)."""
+
+    def __init__(self, message: str, status: int = 413) -> None:
+        super().__init__(message)
+        self.status = status

@@ -66,6 +66,18 @@ class Workspace:
             if "://" in self.artifact_url else str(Path(self.artifact_url).parent / "features")
 
     @property
+    def predictions_dir(self) -> str:
+        """The prediction log (Parquet, per model and hour): beside the artifacts."""
+        return self.artifact_url.rstrip("/").rsplit("/", 1)[0] + "/predictions" \
+            if "://" in self.artifact_url else str(Path(self.artifact_url).parent / "predictions")
+
+    @property
+    def feedback_dir(self) -> str:
+        """Labels sent for logged predictions (Parquet, per hour): beside the artifacts."""
+        return self.artifact_url.rstrip("/").rsplit("/", 1)[0] + "/feedback" \
+            if "://" in self.artifact_url else str(Path(self.artifact_url).parent / "feedback")
+
+    @property
     def artifacts(self) -> ArtifactStore:
         if self._artifacts is None:
             self._artifacts = ArtifactStore(self.artifact_url)

@@ -322,6 +322,7 @@ def register_model(
     parent: str | None = None,
     gates: Any = None,
     description: str | None = None,
+    feature_service: str | None = None,
     workspace: WorkspaceLike = None,
 ) -> ModelVersionInfo:
     """Register ``model`` as the next version of ``name``, with its lineage.
@@ -331,7 +332,8 @@ def register_model(
     ``datasets`` names the dataset versions a derived training table was built from. Called
     inside a pipeline step, the version records that run (its code version and parameters);
     elsewhere pass ``run_id``. ``gates`` is the ``GateReport`` of its validation gates.
-    Nothing is recorded if any part fails.
+    ``feature_service`` names the feature service whose features the model takes: serving
+    then looks them up for each request's entity keys. Nothing is recorded if any part fails.
     """
     ws = as_workspace(workspace)
     check_name("model", name)
@@ -344,6 +346,9 @@ def register_model(
     lineage: dict[str, Any] = {"datasets": used, **_run_lineage(ws, run_id)}
     if parent is not None:
         lineage["parent"] = get_model_version(parent, workspace=ws).ref
+    if feature_service is not None:
+        check_name("feature service", feature_service)
+        lineage["feature_service"] = feature_service
     report = gates.to_dict() if hasattr(gates, "to_dict") else gates
     gates_passed = None if report is None else bool(report.get("passed"))
     folder = Path(tempfile.mkdtemp(prefix="mlwright-model-"))

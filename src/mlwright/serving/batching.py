@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-Predict = Callable[[pd.DataFrame], Any]
+Predict = Callable[[Any], Any]  # a DataFrame or a 2-D array of rows in, one result per row out
 
 
 @dataclass
 class _Request:
-    frame: pd.DataFrame
+    frame: pd.DataFrame | np.ndarray
     future: asyncio.Future[Any]
     arrived: float = field(default_factory=time.perf_counter)
 
@@ -61,11 +61,14 @@ class DynamicBatcher:
 
     ``max_batch_rows`` bounds the rows of one batch (a single request larger than it is
     predicted alone, never split); ``max_wait_us`` bounds how long the first request of a
-    batch waits for company. Create it inside the running event loop that will use it.
+    batch waits for company. Batches of at most ``inline_rows`` rows are predicted on the
+    loop itself; ``on_batch(rows)`` is told each batch's size (for metrics). Create it inside
+    the running event loop that will use it.
     """
 
     def __init__(self, predict: Predict, *, max_batch_rows: int = 256,
-                 max_wait_us: int = 1000, in_thread: bool = True) -> None:
+                 max_wait_us: int = 1000, in_thread: bool = True,
+                 inline_rows: int = 0, on_batch: Callable[[int], None] | None = None) -> None:
         if max_batch_rows < 1 or max_wait_us < 0:
             raise ValueError(f"max_batch_rows must be >= 1 and max_wait_us >= 0; got "
                              f"{max_batch_rows} and {max_wait_us}.")
@@ -73,13 +76,20 @@ class DynamicBatcher:
         self.max_batch_rows = max_batch_rows
         self.max_wait = max_wait_us / 1e6
         self.in_thread = in_thread
+        self.inline_rows = inline_rows
+        self.on_batch = on_batch
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._pending = 0  # submitted and not yet answered
         self._carry: _Request | None = None  # did not fit the last batch: starts the next
         self._worker: asyncio.Task[None] | None = None
 
-    async def submit(self, frame: pd.DataFrame) -> Any:
+    @property
+    def pending(self) -> int:
+        """Requests submitted and not yet answered."""
+        return self._pending
+
+    async def submit(self, frame: pd.DataFrame | np.ndarray) -> Any:
         """Predict ``frame`` (one request's rows), batched with whatever arrives with it."""
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run())
@@ -128,9 +138,18 @@ class DynamicBatcher:
             await asyncio.sleep(0)  # let requests that arrived together be queued
             batch = await self._gather(first)
             frames = [r.frame for r in batch]
-            whole = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+            if len(frames) == 1:
+                whole = frames[0]
+            elif isinstance(frames[0], np.ndarray):
+                whole = np.concatenate(frames)
+            else:
+                whole = pd.concat([f for f in frames if isinstance(f, pd.DataFrame)],
+                                  ignore_index=True)
             try:
-                if self.in_thread:
+                # A small batch is predicted on the loop: handing it to a thread costs more
+                # than the prediction (tens of microseconds); a big one goes to a thread so the
+                # loop keeps accepting requests meanwhile.
+                if self.in_thread and len(whole) > self.inline_rows:
                     result = await asyncio.to_thread(self.predict, whole)
                 else:
                     result = self.predict(whole)
@@ -140,6 +159,8 @@ class DynamicBatcher:
                         request.future.set_exception(exc)
                 continue
             self.stats.record(len(batch), len(whole))
+            if self.on_batch is not None:
+                self.on_batch(len(whole))
             start = 0
             for request in batch:
                 stop = start + len(request.frame)
