@@ -19,9 +19,12 @@ from mlwright.cli.maintenance import add_maintenance_commands
 from mlwright.cli.models import model_app
 from mlwright.cli.output import err_console
 from mlwright.cli.pipelines import pipeline_app
+from mlwright.cli.predict import predict_command, stream_command
 from mlwright.cli.runs import runs_app
+from mlwright.cli.serving import serve_command
 from mlwright.cli.state import CliState
 from mlwright.cli.tokens import token_app
+from mlwright.cli.trace import trace_command
 from mlwright.cli.workspace import config_app, init
 from mlwright.errors import MlwrightError
 
@@ -42,6 +45,10 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
 app.add_typer(audit_app, name="audit")
 app.add_typer(token_app, name="token")
+app.command("serve")(serve_command)
+app.command("predict")(predict_command)
+app.command("stream")(stream_command)
+app.command("trace")(trace_command)
 add_maintenance_commands(app)
 
 
