@@ -34,6 +34,7 @@ benchmark: $(BIN)/python
 	$(BIN)/python benchmarks/pipelines.py
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf demo .pytest_cache .mypy_cache .ruff_cache

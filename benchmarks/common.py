@@ -131,3 +131,31 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+
+def record_run(title: str, script: str, peers: str, *, load_start: str, load_end: str,
+               recorded: str, heading: str, verdicts: Sequence[str], lines: Sequence[str],
+               markdown: bool, append: bool, log: Callable[[str], None]) -> None:
+    """The run as a section of RESULTS.md: printed (``markdown``) and/or appended (``append``).
+
+    ``script`` is the benchmark's path under the repository, ``peers`` says where its peer
+    tools came from, ``verdicts`` are the bullet lines under ``heading``, ``lines`` the
+    printed report (kept verbatim in a code block)."""
+    if not (markdown or append):
+        return
+    command = " ".join([script, *sys.argv[1:]]).replace(" --append-results", "").replace(
+        " --markdown", "")
+    import datetime as dt
+
+    section = "\n".join([
+        f"## {title} — {dt.date.today().isoformat()}", "",
+        f"- Command: `.venv/bin/python {command}` ({peers}).",
+        f"- Machine: {machine()}; load averages {load_start} at the start, {load_end} at the end.",
+        f"- Recorded: {recorded}.", f"- {heading}:", *verdicts, "", "```", *lines, "```", ""])
+    if markdown:
+        print("\n" + section)
+    if append:
+        results = HERE / "RESULTS.md"
+        with results.open("a", encoding="utf-8") as file:
+            file.write("\n" + section)
+        log(f"appended to {results}")

@@ -85,12 +85,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common import ensure_venv, fmt, machine, median, peak_rss_mb, rss_mb
+from common import ensure_venv, fmt, machine, median, peak_rss_mb, record_run, rss_mb
 
 HERE = Path(__file__).resolve().parent
 PEER_SCRIPT = HERE / "peers" / "features_feast.py"
 REQUIREMENTS = HERE / "requirements-features.txt"
-RESULTS = HERE / "RESULTS.md"
 
 FEATURES = [f"f{i}" for i in range(10)]
 REFS = [f"user_stats:{name}" for name in FEATURES]
@@ -846,27 +845,14 @@ def report(args: argparse.Namespace, sizes: list[str], data: dict[str, dict[str,
     out("ratios: file/mlw and duckdb/mlw = Feast time / mlwright time (above 1: mlwright "
         "faster); mlw/floor = mlwright / the faster floor (DuckDB ASOF or polars join_asof)")
 
-    if args.markdown or args.append_results:
-        command = " ".join(["benchmarks/features.py", *sys.argv[1:]]).replace(
-            " --append-results", "").replace(" --markdown", "")
-        verdicts = [f"  - {label}: {value} — "
-                    f"{'not run' if met is None else ('met' if met else 'missed')}"
-                    for label, value, met in targets]
-        section = "\n".join([
-            f"## Feature store (issue 5) — {dt.date.today().isoformat()}", "",
-            f"- Command: `.venv/bin/python {command}` ({repeats} timed call(s) per retrieval "
-            f"after a warm-up; Feast from `benchmarks/{REQUIREMENTS.name}` in "
-            "`benchmarks/.venvs/features`).",
-            f"- Machine: {machine()}; load averages {load_start} at the start, {load_end} at "
-            "the end.",
-            f"- Recorded: {now}.", "- Against the targets:", *verdicts, "", "```",
-            *out.lines, "```", ""])
-        if args.markdown:
-            print("\n" + section)
-        if args.append_results:
-            with RESULTS.open("a", encoding="utf-8") as results:
-                results.write("\n" + section)
-            log(f"appended to {RESULTS}")
+    verdicts = [f"  - {label}: {value} — {'not run' if met is None else ('met' if met else 'missed')}"
+                for label, value, met in targets]
+    record_run("Feature store (issue 5)", "benchmarks/features.py",
+               f"{repeats} timed call(s) per retrieval after a warm-up; Feast from "
+               f"`benchmarks/{REQUIREMENTS.name}` in `benchmarks/.venvs/features`",
+               load_start=load_start, load_end=load_end, recorded=now,
+               heading="Against the targets", verdicts=verdicts, lines=out.lines,
+               markdown=args.markdown, append=args.append_results, log=log)
 
 
 if __name__ == "__main__":
