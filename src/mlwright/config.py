@@ -14,7 +14,7 @@ import getpass
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         default="2GB",
         description="DuckDB memory limit for historical retrieval and materialization; "
         "larger inputs spill to disk.",
+    )
+    offline_join: Literal["auto", "memory", "spill"] = Field(
+        default="auto",
+        description="How historical retrieval joins: in memory (polars) when the views' rows "
+        "fit in a third of offline_memory_limit (auto), always in memory (memory), or always "
+        "as a DuckDB join that spills to disk (spill).",
     )
 
 

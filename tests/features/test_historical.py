@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,27 @@ from mlwright.features import (
 )
 from mlwright.workspace import Workspace
 
-from .support import entities, one_line, table, timestamps, utc, write_parquet, write_repo
+from .support import (
+    entities,
+    make_workspace,
+    one_line,
+    table,
+    timestamps,
+    utc,
+    write_parquet,
+    write_repo,
+)
+
+
+@pytest.fixture(params=["memory", "spill"])
+def ws(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
+    """Every test here runs on both joins: in memory (polars) and DuckDB's spilling one."""
+    workspace = make_workspace(tmp_path / "ws", offline_join=request.param)
+    try:
+        yield workspace
+    finally:
+        workspace.close()
+
 
 # -- the brute-force property test ----------------------------------------------------------
 

@@ -10,14 +10,17 @@ the same event time the newest created time wins; nothing qualifying gives nulls
 Feast's default store, every input row comes back (duplicates and rows without features
 included) and in the order given.
 
-The join is a DuckDB ASOF join over the sources as DuckDB reads them: nothing is loaded into
-Python, DuckDB spills to disk past the workspace's memory limit, and results stream out as
-Arrow record batches.
+Two ways to run it, one result (``offline_join`` in the settings picks; ``auto`` by default):
+in memory, when the views' rows fit in a third of ``offline_memory_limit`` — each view read
+into Arrow (pyarrow for a local Parquet file, DuckDB for anything else), the search done by
+polars' ``join_asof`` on keys and times, the features fetched by index — or spilling, a DuckDB
+ASOF join over the sources that goes to disk past the memory limit and streams its result.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlwright.data.io import as_arrow_table
 from mlwright.errors import FeatureError
-from mlwright.features.catalog import Selection, load_catalog
+from mlwright.features.arrow_read import TooBig, read_view
+from mlwright.features.asof import asof_indices, micros
+from mlwright.features.catalog import Selection, ViewVersion, load_catalog
 from mlwright.features.on_demand import apply_on_demand
 from mlwright.features.relations import connect, quote, view_relation
 from mlwright.features.sources import DatasetSource, ParquetSource, SourceContext
@@ -37,6 +43,24 @@ from mlwright.workspace import Workspace, as_workspace
 
 WorkspaceArg = Workspace | str | os.PathLike[str] | None
 BATCH_ROWS = 131_072
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10,
+          "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def memory_budget(limit: str, mode: str) -> int:
+    """Bytes of view rows the in-memory join may hold: a third of DuckDB's memory limit
+    (``2GB``, ``512MiB``, ``80%``...) under ``auto`` (the join needs about as much again for
+    its sort and result), unbounded under ``memory``, nothing under ``spill``."""
+    if mode == "memory":
+        return 2**62
+    found = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z%]*)\s*", limit)
+    if mode == "spill" or found is None:
+        return 0  # an unreadable limit: DuckDB's own check words the error
+    number, unit = float(found.group(1)), found.group(2).lower()
+    if unit == "%":
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return int(total * number / 100 / 3)
+    return int(number * _UNITS.get(unit, 0) / 3)
 
 
 def _check_entity_schema(schema: pa.Schema, selection: Selection, timestamp_column: str) -> None:
@@ -185,11 +209,80 @@ class HistoricalRetrieval:
         return (",\n".join(parts) + f"\nSELECT {', '.join(selects)} FROM __e e\n"
                 + "\n".join(joins) + once + "\nORDER BY e.__row")
 
+    def _entity_table(self) -> pa.Table:
+        if isinstance(self.entities, str | os.PathLike):
+            return pq.read_table(Path(self.entities).expanduser())
+        return as_arrow_table(self.entities)
+
+    def _read_with_duckdb(self, ctx: SourceContext, view: ViewVersion, low_us: int | None,
+                          high_us: int, budget_bytes: int) -> pa.Table | None:
+        window = [f"__ts <= make_timestamptz({high_us})",
+                  *(f"{quote(k)} IS NOT NULL" for k in view.view.join_keys)]
+        if low_us is not None:
+            window.append(f"__ts >= make_timestamptz({low_us})")
+        query = f"SELECT * FROM ({view_relation(ctx, view)}) WHERE {' AND '.join(window)}"
+        reader = ctx.conn.sql(query).to_arrow_reader(BATCH_ROWS)
+        batches: list[pa.RecordBatch] = []
+        held = 0
+        for batch in reader:
+            held += batch.nbytes
+            if held > budget_bytes:
+                return None
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=reader.schema)
+
+    def _join_in_memory(self, ctx: SourceContext) -> pa.Table | None:
+        """The whole result, or ``None`` when the views' rows would not fit the budget."""
+        settings = self.workspace.settings
+        budget = memory_budget(settings.offline_memory_limit, settings.offline_join)
+        if budget <= 0:
+            return None
+        entities = self._entity_table()
+        entity_us = micros(entities.column(self.timestamp_column))
+        bounds = pc.min_max(entity_us)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        wanted = {(s.view, s.feature): s.column for s in [*self.selection.features,
+                                                          *self.selection.hidden]}
+        columns, names = list(entities.columns), list(entities.column_names)
+        for view in self.selection.views:
+            fv = view.view
+            ttl_us = int(fv.ttl.total_seconds() * 1_000_000) if fv.ttl is not None else None
+            low_us = low - ttl_us if low is not None and ttl_us is not None else None
+            high_us = high if high is not None else -(2**62)  # no entity time: nothing joins
+            try:
+                rows = read_view(ctx, view, low_us=low_us, high_us=high_us, budget_bytes=budget)
+            except TooBig:
+                return None
+            if rows is None:
+                rows = self._read_with_duckdb(ctx, view, low_us, high_us, budget)
+            if rows is None:
+                return None
+            budget -= rows.nbytes
+            picked = asof_indices({k: entities.column(k) for k in fv.join_keys}, entity_us,
+                                  rows, fv.join_keys, ttl_us)
+            for feature in fv.feature_names:
+                column = wanted.get((fv.name, feature))
+                if column is not None:
+                    columns.append(rows.column(feature).take(picked))
+                    names.append(column)
+        return pa.table(columns, names=names)
+
     def to_batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-        """Stream the result (at least one batch, maybe empty); memory stays bounded by the
-        batch size and DuckDB's limit."""
+        """Stream the result (at least one batch, maybe empty). Memory: a third of
+        ``offline_memory_limit`` plus the result when joined in memory; the batch size and
+        DuckDB's limit when spilling."""
         conn = connect(self.workspace)
         try:
+            ctx = SourceContext(conn, self.workspace)
+            table = self._join_in_memory(ctx)
+            self.views = [v.ref for v in self.selection.views]
+            if table is not None:
+                self.datasets = dict(ctx.datasets)
+                batches = table.to_batches(batch_rows) or \
+                    [pa.RecordBatch.from_pylist([], schema=table.schema)]
+                for batch in batches:
+                    yield apply_on_demand(batch, self.selection)
+                return
             reader = conn.sql(self.sql(SourceContext(conn, self.workspace))) \
                 .to_arrow_reader(batch_rows)
             empty = True

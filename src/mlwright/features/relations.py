@@ -9,6 +9,7 @@ against the view first, so a drifted source fails with a message instead of wron
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from mlwright.features.catalog import ViewVersion
+    from mlwright.features.definitions import FeatureView
     from mlwright.workspace import Workspace
 
 DUCK_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "float32": "FLOAT", "string": "VARCHAR",
@@ -67,31 +69,100 @@ def _base_type(duck_type: str) -> str:
     return duck_type.split("(", 1)[0].strip()
 
 
-def _timestamp_sql(view_name: str, column: str, duck_type: str, timezone: str | None,
-                   where: str) -> str:
+@dataclass(frozen=True)
+class Column:
+    """One column of the normalized relation: its name there, the source column it comes
+    from (``None``: a NULL created time), the declared kind (``int64``, ``float64``,
+    ``float32``, ``string``, ``bool`` or ``timestamp``) and the source's DuckDB type."""
+
+    name: str
+    source: str | None
+    kind: str
+    source_type: str
+
+
+def _check_timestamp(view_name: str, column: str, duck_type: str, timezone: str | None,
+                     where: str) -> None:
     base = _base_type(duck_type)
-    if base in _AWARE:
-        return quote(column)
-    if base in _AWARE_NS:  # to µs by truncation (a cast would round up into the future)
-        return f"make_timestamptz(epoch_ns({quote(column)}) // 1000)"
+    if base in _AWARE or base in _AWARE_NS:
+        return
     if base in _NAIVE:
         if timezone is None:
             raise FeatureError(
                 f"Column '{column}' of feature view '{view_name}' ({where}) holds timestamps "
                 f"without a time zone ({duck_type}); mlwright compares times in UTC. Write them "
                 "with a zone, or declare the view's zone with timezone='UTC' (or another).")
-        naive = (f"make_timestamp(epoch_ns({quote(column)}) // 1000)" if base == "TIMESTAMP_NS"
-                 else f"CAST({quote(column)} AS TIMESTAMP)")
-        return f"timezone('{timezone}', {naive})"
+        return
     raise FeatureError(f"Column '{column}' of feature view '{view_name}' ({where}) is {duck_type}, "
                        "not a timestamp; point timestamp_field at a timestamp column.")
+
+
+def normalized_columns(fv: FeatureView, types: dict[str, str], where: str) -> list[Column]:
+    """Check the source's column types (``types``: name -> DuckDB type) against the view and
+    say how each normalized column is made; raise :class:`FeatureError` on any misfit. Both
+    readers (DuckDB SQL here, Arrow in ``arrow_read``) render this one plan."""
+
+    def column_type(column: str, role: str) -> str:
+        if column not in types:
+            raise FeatureError(
+                f"Feature view '{fv.name}' expects {role} column '{column}' in its source "
+                f"{where}, which has no such column (columns: {', '.join(types)}). Fix the "
+                "source, or change the view and run `mlwright features apply`.")
+        return _base_type(types[column])
+
+    columns: list[Column] = []
+    for key, dtype in fv.join_keys.items():
+        got = column_type(key, "join key")
+        if got not in _ACCEPTS[dtype]:
+            raise FeatureError(f"Join key '{key}' of feature view '{fv.name}' is {dtype} but its "
+                               f"source {where} has {got}; make them agree.")
+        columns.append(Column(key, key, dtype, got))
+    ts_type = column_type(fv.timestamp_field, "timestamp")
+    _check_timestamp(fv.name, fv.timestamp_field, ts_type, fv.timezone, where)
+    columns.append(Column("__ts", fv.timestamp_field, "timestamp", ts_type))
+    if fv.created_timestamp_field:
+        created_type = column_type(fv.created_timestamp_field, "created timestamp")
+        _check_timestamp(fv.name, fv.created_timestamp_field, created_type, fv.timezone, where)
+        columns.append(Column("__cts", fv.created_timestamp_field, "timestamp", created_type))
+    else:
+        columns.append(Column("__cts", None, "timestamp", "TIMESTAMPTZ"))
+    for feature in fv.features:
+        got = column_type(feature.name, "feature")
+        if got not in _ACCEPTS[feature.dtype]:
+            raise FeatureError(
+                f"Feature view '{fv.name}' declares '{feature.name}' as {feature.dtype} but its "
+                f"source {where} has {got}; change the view (a new version) or the source.")
+        if feature.dtype == "timestamp":
+            _check_timestamp(fv.name, feature.name, got, fv.timezone, where)
+        columns.append(Column(feature.name, feature.name, feature.dtype, got))
+    return columns
+
+
+def _timestamp_sql(column: str, base: str, timezone: str | None) -> str:
+    if base in _AWARE:
+        return quote(column)
+    if base in _AWARE_NS:  # to µs by truncation (a cast would round up into the future)
+        return f"make_timestamptz(epoch_ns({quote(column)}) // 1000)"
+    naive = (f"make_timestamp(epoch_ns({quote(column)}) // 1000)" if base == "TIMESTAMP_NS"
+             else f"CAST({quote(column)} AS TIMESTAMP)")
+    return f"timezone('{timezone}', {naive})"
+
+
+def _column_sql(column: Column, timezone: str | None) -> str:
+    if column.source is None:
+        return f"CAST(NULL AS TIMESTAMPTZ) AS {quote(column.name)}"
+    if column.kind == "timestamp":
+        expr = _timestamp_sql(column.source, column.source_type, timezone)
+    else:
+        expr = f"CAST({quote(column.source)} AS {DUCK_TYPES[column.kind]})"
+    return f"{expr} AS {quote(column.name)}"
 
 
 def pushed_folder(ws: Workspace, view: ViewVersion) -> str:
     return f"{ws.features_dir}/pushed/{view.view.name}/v{view.version}"
 
 
-def _pushed_files(ws: Workspace, view: ViewVersion) -> str | None:
+def pushed_files(ws: Workspace, view: ViewVersion) -> str | None:
     folder = pushed_folder(ws, view)
     if "://" in folder:
         import fsspec
@@ -114,46 +185,10 @@ def view_relation(ctx: SourceContext, view: ViewVersion, *, pushed: bool = True)
     except Exception as exc:  # duckdb.Error: an unreadable file, a broken query
         raise FeatureError(f"Cannot read the source of feature view '{fv.name}' ({where}): "
                            f"{str(exc).splitlines()[0]}") from None
-    types = {str(row[0]): str(row[1]) for row in described}
-
-    def column_type(column: str, role: str) -> str:
-        if column not in types:
-            raise FeatureError(
-                f"Feature view '{fv.name}' expects {role} column '{column}' in its source "
-                f"{where}, which has no such column (columns: {', '.join(types)}). Fix the "
-                "source, or change the view and run `mlwright features apply`.")
-        return types[column]
-
-    selects: list[str] = []
-    for key, dtype in fv.join_keys.items():
-        got = _base_type(column_type(key, "join key"))
-        if got not in _ACCEPTS[dtype]:
-            raise FeatureError(f"Join key '{key}' of feature view '{fv.name}' is {dtype} but its "
-                               f"source {where} has {got}; make them agree.")
-        selects.append(f"CAST({quote(key)} AS {DUCK_TYPES[dtype]}) AS {quote(key)}")
-    ts_type = column_type(fv.timestamp_field, "timestamp")
-    selects.append(f"{_timestamp_sql(fv.name, fv.timestamp_field, ts_type, fv.timezone, where)}"
-                   " AS __ts")
-    if fv.created_timestamp_field:
-        created_type = column_type(fv.created_timestamp_field, "created timestamp")
-        created = _timestamp_sql(fv.name, fv.created_timestamp_field, created_type, fv.timezone,
-                                 where)
-        selects.append(f"{created} AS __cts")
-    else:
-        selects.append("CAST(NULL AS TIMESTAMPTZ) AS __cts")
-    for feature in fv.features:
-        got = _base_type(column_type(feature.name, "feature"))
-        if got not in _ACCEPTS[feature.dtype]:
-            raise FeatureError(
-                f"Feature view '{fv.name}' declares '{feature.name}' as {feature.dtype} but its "
-                f"source {where} has {got}; change the view (a new version) or the source.")
-        if feature.dtype == "timestamp":
-            expr = _timestamp_sql(fv.name, feature.name, got, fv.timezone, where)
-        else:
-            expr = f"CAST({quote(feature.name)} AS {DUCK_TYPES[feature.dtype]})"
-        selects.append(f"{expr} AS {quote(feature.name)}")
+    columns = normalized_columns(fv, {str(row[0]): str(row[1]) for row in described}, where)
+    selects = [_column_sql(column, fv.timezone) for column in columns]
     relation = f"SELECT {', '.join(selects)} FROM {raw}"
-    files = _pushed_files(ctx.workspace, view) if pushed else None
+    files = pushed_files(ctx.workspace, view) if pushed else None
     if files is not None:
         relation = (f"{relation} UNION ALL BY NAME "
                     f"SELECT * FROM read_parquet('{files}', union_by_name = true)")

@@ -1,0 +1,169 @@
+"""A feature view's normalized rows read straight into Arrow, for the in-memory join.
+
+DuckDB turns a Parquet file into Arrow 3-4x slower than pyarrow does (22 ms against 6.5 ms
+for 100,000 rows of 13 columns here; 127 ms against 33 ms for a million), and at training-set
+sizes that read is most of a point-in-time join. So where the source is one local Parquet
+file (a ``ParquetSource`` file or a registered dataset's artifact) this module reads it with
+pyarrow and applies the same normalization as ``relations.view_relation`` — the same checks,
+from the same ``normalized_columns`` plan. Anything it cannot convert exactly the same way
+(folders and remote files, naive times in a zone other than UTC, dates, exotic types) it
+declines with ``None``, and the caller reads the view through DuckDB instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mlwright.errors import FeatureError
+from mlwright.features.relations import Column, normalized_columns, pushed_folder
+from mlwright.features.sources import DatasetSource, ParquetSource, SourceContext
+
+if TYPE_CHECKING:
+    from mlwright.features.catalog import ViewVersion
+
+UTC_MICROS = pa.timestamp("us", "UTC")
+ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "float32": pa.float32(),
+               "string": pa.string(), "bool": pa.bool_(), "timestamp": UTC_MICROS}
+_INT_NAMES = {8: "TINYINT", 16: "SMALLINT", 32: "INTEGER", 64: "BIGINT"}
+_UTC_NAMES = {"UTC", "Etc/UTC", "utc"}
+
+
+class TooBig(Exception):  # noqa: N818 - a signal between two functions, never shown to a user
+    """The view's rows would not fit the in-memory join's budget: spill instead."""
+
+
+def duck_type_name(arrow_type: pa.DataType) -> str | None:
+    """The DuckDB type name DuckDB gives this Parquet column, or ``None`` where this module
+    would not convert it exactly as DuckDB does (the caller falls back to DuckDB)."""
+    if pa.types.is_signed_integer(arrow_type):
+        return _INT_NAMES[arrow_type.bit_width]
+    if pa.types.is_unsigned_integer(arrow_type):
+        return "U" + _INT_NAMES[arrow_type.bit_width]
+    if pa.types.is_float32(arrow_type):
+        return "FLOAT"
+    if pa.types.is_float64(arrow_type):
+        return "DOUBLE"
+    if pa.types.is_decimal(arrow_type):
+        return "DECIMAL"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_boolean(arrow_type):
+        return "BOOLEAN"
+    if pa.types.is_timestamp(arrow_type):
+        if arrow_type.tz is not None:
+            return "TIMESTAMPTZ_NS" if arrow_type.unit == "ns" else "TIMESTAMPTZ"
+        return {"ns": "TIMESTAMP_NS", "ms": "TIMESTAMP_MS", "s": "TIMESTAMP_S"}.get(
+            arrow_type.unit, "TIMESTAMP")
+    return None
+
+
+def local_file(ctx: SourceContext, view: ViewVersion) -> Path | None:
+    """The one local Parquet file the view reads, or ``None`` (a folder, a remote file, SQL)."""
+    source = view.view.source
+    if isinstance(source, ParquetSource):
+        if "://" in source.path and not source.path.startswith("file://"):
+            return None
+        path = Path(source.path.removeprefix("file://")).expanduser()
+        if not path.exists():
+            raise FeatureError(f"Source path '{path}' does not exist; fix the path in the "
+                               "feature view and run `mlwright features apply`.")
+        return path if path.is_file() else None
+    if isinstance(source, DatasetSource):
+        from mlwright.data.datasets import get_dataset_version
+
+        version = get_dataset_version(source.ref, workspace=ctx.workspace)
+        local = ctx.workspace.artifacts.local_path(version.artifact_digest)
+        if local is None:
+            return None
+        ctx.datasets[source.ref] = version.ref
+        return Path(local)
+    return None
+
+
+def _timestamps(array: pa.ChunkedArray) -> pa.ChunkedArray:
+    # Aware times keep their instant; naive ones are UTC (other zones are declined above). To
+    # µs by truncation, as the SQL does: a rounding cast could move a row into the future.
+    if array.type.tz is None:
+        array = pc.cast(array, pa.timestamp("us"), safe=False)
+    return pc.cast(array, UTC_MICROS, safe=False)
+
+
+def _convert(array: pa.ChunkedArray, column: Column) -> pa.ChunkedArray:
+    if column.kind == "timestamp":
+        return _timestamps(array)
+    # A float cast may lose digits (as DuckDB's CAST does); an integer one must not overflow.
+    return pc.cast(array, ARROW_TYPES[column.kind], safe=column.kind in ("int64", "string", "bool"))
+
+
+def _pushed(ctx: SourceContext, view: ViewVersion, schema: pa.Schema) -> pa.Table | bool | None:
+    """Rows pushed to the view (``None``: none; ``False``: not readable here)."""
+    folder = pushed_folder(ctx.workspace, view)
+    if "://" in folder:
+        return False
+    files = sorted(Path(folder).glob("*.parquet")) if Path(folder).is_dir() else []
+    if not files:
+        return None
+    tables = [pq.read_table(f) for f in files]
+    return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
+
+
+def read_view(ctx: SourceContext, view: ViewVersion, *, low_us: int | None, high_us: int,
+              budget_bytes: int) -> pa.Table | None:
+    """The view's normalized rows with event times in ``[low_us, high_us]`` (µs since the
+    epoch), or ``None`` when this reader does not apply (read it through DuckDB); raise
+    :class:`TooBig` when the file's rows would not fit ``budget_bytes``."""
+    fv = view.view
+    path = local_file(ctx, view)
+    if path is None:
+        return None
+    where = fv.source.describe()
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise FeatureError(f"Cannot read the source of feature view '{fv.name}' ({where}): "
+                           f"{str(exc).splitlines()[0]}") from None
+    schema = parquet.schema_arrow
+    types = {name: duck_type_name(schema.field(name).type) for name in schema.names}
+    read = [*fv.join_keys, fv.timestamp_field, *fv.feature_names]
+    if fv.created_timestamp_field:
+        read.append(fv.created_timestamp_field)
+    if any(name in types and types[name] is None for name in read):
+        return None  # a type only DuckDB converts: let DuckDB read it (and word any error)
+    columns = normalized_columns(fv, {n: t for n, t in types.items() if t is not None}, where)
+    needed = [(c, c.source) for c in columns if c.source is not None]
+    if any(c.kind == "timestamp" and schema.field(source).type.tz is None
+           and fv.timezone not in _UTC_NAMES for c, source in needed):
+        return None  # naive local times: DuckDB's zone rules decide DST gaps and overlaps
+    width = sum(8 if c.kind != "string" else 32 for c in columns)
+    if parquet.metadata.num_rows * width > budget_bytes:
+        raise TooBig(view.ref)
+    sources = list(dict.fromkeys(source for _, source in needed))
+    raw = parquet.read(columns=sources)
+    arrays: list[pa.ChunkedArray] = []
+    try:
+        for column in columns:
+            if column.source is None:
+                arrays.append(pa.chunked_array([pa.nulls(raw.num_rows, UTC_MICROS)]))
+            else:
+                arrays.append(_convert(raw.column(column.source), column))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise FeatureError(f"Cannot convert the source of feature view '{fv.name}' ({where}) "
+                           f"to its declared types: {str(exc).splitlines()[0]}") from None
+    table = pa.table(arrays, names=[c.name for c in columns])
+    pushed = _pushed(ctx, view, table.schema)
+    if pushed is False:
+        return None
+    if isinstance(pushed, pa.Table):
+        table = pa.concat_tables([table, pushed])
+    ts = pc.cast(table.column("__ts"), pa.int64())
+    keep = pc.less_equal(ts, high_us)
+    if low_us is not None:
+        keep = pc.and_(keep, pc.greater_equal(ts, low_us))
+    for key in fv.join_keys:
+        keep = pc.and_(keep, pc.is_valid(table.column(key)))
+    return table.filter(keep)  # a null time or key never joins: the mask drops it

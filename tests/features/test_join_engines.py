@@ -1,0 +1,212 @@
+"""The two readers of a view (pyarrow and DuckDB) give the same normalized rows, and the
+retrieval picks the in-memory join or the spilling one as its settings and the data say."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from mlwright.errors import FeatureError
+from mlwright.features import apply_repository, get_historical_features, push
+from mlwright.features import historical as historical_module
+from mlwright.features.arrow_read import read_view
+from mlwright.features.catalog import load_catalog
+from mlwright.features.historical import HistoricalRetrieval, memory_budget
+from mlwright.features.relations import connect
+from mlwright.features.sources import SourceContext
+from mlwright.workspace import Workspace
+
+from .support import entities, make_workspace, one_line, utc, write_parquet
+
+TYPED = """
+user = Entity("user", join_keys={"user_id": "int64", "shop": "string"})
+typed = FeatureView(
+    "typed", entities=[user], source=ParquetSource("typed.parquet"),
+    timestamp_field="ts", created_timestamp_field="created", timezone="UTC",
+    features=[Field("small", "int64"), Field("unsigned", "int64"), Field("ratio", "float32"),
+              Field("amount", "float64"), Field("count_as_float", "float64"),
+              Field("label", "string"), Field("flag", "bool"), Field("seen", "timestamp")],
+    ttl=timedelta(days=3))
+"""
+
+
+def typed_rows() -> pa.Table:
+    """Every type the pyarrow reader converts itself, with nulls and odd values."""
+    base = 1_704_067_200_000_000_000  # 2024-01-01 in ns
+    hour = 3_600_000_000_000
+    ms, us = base // 1_000_000, base // 1_000
+    return pa.table({
+        "user_id": pa.array([1, 1, 2, 3, None], pa.int32()),
+        "shop": pa.array(["a", "a", "b", None, "c"], pa.large_string()),
+        "ts": pa.array([base + 1_999, base + hour + 999, base, base + 2 * hour, base],
+                       pa.timestamp("ns", "Europe/Paris")),
+        "created": pa.array([ms, None, ms + 5, ms, ms], pa.timestamp("ms")),
+        "small": pa.array([1, -2, None, 4, 5], pa.int8()),
+        "unsigned": pa.array([1, 2, 3, 4, 5], pa.uint32()),
+        "ratio": pa.array([0.1, 0.2, None, 1e300, 0.5], pa.float64()),
+        "amount": pa.array([Decimal("1.25"), None, Decimal("-3.50"), Decimal("0"),
+                            Decimal("9.99")], pa.decimal128(6, 2)),
+        "count_as_float": pa.array([2**53 + 1, 0, None, -1, 7], pa.int64()),
+        "label": pa.array(["x", None, "ü", "", "z"], pa.string()),
+        "flag": pa.array([True, False, None, True, False]),
+        "seen": pa.array([us, None, us + 1, us, us], pa.timestamp("us")),
+    })
+
+
+@pytest.fixture
+def typed_ws(tmp_path: Path, make_repo: Callable[..., Path]) -> Workspace:
+    ws = make_workspace(tmp_path / "ws")
+    repo = make_repo(TYPED)
+    write_parquet(repo / "typed.parquet", typed_rows())
+    apply_repository(repo, workspace=ws)
+    yield ws
+    ws.close()
+
+
+def both_readers(ws: Workspace, low_us: int | None, high_us: int) -> tuple[pa.Table, pa.Table]:
+    view = load_catalog(ws).view("typed")
+    conn = connect(ws)
+    try:
+        ctx = SourceContext(conn, ws)
+        arrow = read_view(ctx, view, low_us=low_us, high_us=high_us, budget_bytes=2**40)
+        job = HistoricalRetrieval(ws, None, load_catalog(ws).select(["typed:*"]), "ts")
+        duck = job._read_with_duckdb(ctx, view, low_us, high_us, 2**40)
+    finally:
+        conn.close()
+    assert arrow is not None and duck is not None
+    return arrow, duck
+
+
+@pytest.mark.parametrize("window", [(None, 2**62), (1_704_067_200_000_000, 1_704_070_800_000_999),
+                                    (None, 0)])
+def test_the_pyarrow_reader_normalizes_exactly_as_duckdb_does(
+        typed_ws: Workspace, window: tuple[int | None, int]) -> None:
+    arrow, duck = both_readers(typed_ws, *window)
+    assert arrow.schema == duck.schema
+    assert arrow.to_pylist() == duck.to_pylist()
+
+
+def test_pushed_rows_are_read_with_the_source_by_both_readers(typed_ws: Workspace) -> None:
+    push("typed", [{"user_id": 9, "shop": "p", "ts": utc(2024, 1, 2), "created": utc(2024, 1, 2),
+                    "small": 1, "unsigned": 2, "ratio": 0.5, "amount": 1.0,
+                    "count_as_float": 3.0, "label": "pushed", "flag": True,
+                    "seen": utc(2024, 1, 2)}], workspace=typed_ws, to="offline")
+    arrow, duck = both_readers(typed_ws, None, 2**62)
+    assert arrow.num_rows == duck.num_rows == 4  # 3 rows with both keys and the pushed one
+    assert sorted(arrow.to_pylist(), key=str) == sorted(duck.to_pylist(), key=str)
+
+
+def test_a_type_the_pyarrow_reader_does_not_convert_is_left_to_duckdb(
+        tmp_path: Path, make_repo: Callable[..., Path]) -> None:
+    ws = make_workspace(tmp_path / "ws", offline_join="memory")
+    repo = make_repo(TYPED)
+    rows = typed_rows()
+    rows = rows.set_column(rows.schema.get_field_index("label"), "label",
+                           rows.column("label").dictionary_encode())
+    write_parquet(repo / "typed.parquet", rows)
+    apply_repository(repo, workspace=ws)
+    view = load_catalog(ws).view("typed")
+    conn = connect(ws)
+    try:
+        assert read_view(SourceContext(conn, ws), view, low_us=None, high_us=2**62,
+                         budget_bytes=2**40) is None
+    finally:
+        conn.close()
+    result = get_historical_features(
+        entities([1], [utc(2024, 1, 1, 2)], shop=pa.array(["a"])), ["typed:label"],
+        workspace=ws).to_arrow()
+    assert result.column("label").to_pylist() == [None]  # the row at 01:00 has no label
+    ws.close()
+
+
+def test_a_source_file_that_is_not_parquet_is_an_error_naming_the_view(
+        typed_ws: Workspace, tmp_path: Path) -> None:
+    source = load_catalog(typed_ws).view("typed").view.source
+    Path(source.path).write_bytes(b"not parquet at all")  # type: ignore[attr-defined]
+    with pytest.raises(FeatureError) as caught:
+        get_historical_features(entities([1], [utc(2024, 1, 2)], shop=pa.array(["a"])),
+                                ["typed:small"], workspace=typed_ws).to_arrow()
+    message = one_line(caught)
+    assert "Cannot read the source of feature view 'typed'" in message
+
+
+@pytest.mark.parametrize(("limit", "mode", "expected"), [
+    ("2GB", "auto", 2 * 10**9 // 3), ("512MiB", "auto", 512 * 2**20 // 3),
+    ("1.5 GB", "auto", int(1.5e9 / 3)), ("2GB", "spill", 0), ("2GB", "memory", 2**62),
+    ("lots", "auto", 0), ("12parsecs", "auto", 0)])
+def test_memory_budget_is_a_third_of_the_limit(limit: str, mode: str, expected: int) -> None:
+    assert memory_budget(limit, mode) == expected
+
+
+def test_memory_budget_in_percent_is_of_physical_memory() -> None:
+    assert 0 < memory_budget("50%", "auto") < memory_budget("100%", "auto")
+
+
+BIG = """
+user = Entity("user", join_keys={"user_id": "int64"})
+big = FeatureView("big", entities=[user], source=ParquetSource("big.parquet"),
+                  timestamp_field="ts", features=[Field("value", "float64")],
+                  ttl=timedelta(hours=2))
+"""
+
+
+def big_repo(make_repo: Callable[..., Path], folder: bool = False) -> Path:
+    rows = 600_000  # ~19 MB normalized: more than a third of a 30MB limit
+    rng = np.random.default_rng(7)
+    # a folder is read through DuckDB, a file by pyarrow: both must notice the budget
+    repo = make_repo(BIG.replace('"big.parquet"', '"big"') if folder else BIG)
+    write_parquet(repo / ("big/part-0.parquet" if folder else "big.parquet"), pa.table({
+        "user_id": pa.array(rng.integers(0, 1_000, rows)),
+        "ts": pa.array(1_704_067_200_000_000 + rng.integers(0, 86_400_000_000, rows),
+                       pa.timestamp("us", "UTC")),
+        "value": pa.array(rng.standard_normal(rows))}))
+    return repo
+
+
+@pytest.mark.parametrize("folder", [False, True], ids=["file", "folder"])
+def test_auto_spills_when_the_rows_do_not_fit_and_both_joins_agree(
+        tmp_path: Path, make_repo: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+        folder: bool) -> None:
+    repo = big_repo(make_repo, folder)
+    # entity times over the whole day: the TTL window keeps every source row
+    query = entities(list(range(0, 1_000, 7)),
+                     [utc(2024, 1, 1, 2) + timedelta(minutes=9 * i) for i in range(143)])
+    in_memory = make_workspace(tmp_path / "memory", offline_join="memory")
+    apply_repository(repo, workspace=in_memory)
+    expected = get_historical_features(query, ["big:value"], workspace=in_memory).to_arrow()
+    in_memory.close()
+
+    bounded = make_workspace(tmp_path / "bounded", offline_memory_limit="30MB")
+    apply_repository(repo, workspace=bounded)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the in-memory join ran over its budget")
+
+    monkeypatch.setattr(historical_module, "asof_indices", refuse)
+    result = get_historical_features(query, ["big:value"], workspace=bounded).to_arrow()
+    bounded.close()
+    assert result.column("value").to_pylist() == expected.column("value").to_pylist()
+    assert expected.column("value").null_count < 143  # the join found rows
+
+
+def test_the_ttl_boundary_is_inclusive_in_memory(tmp_path: Path,
+                                                 make_repo: Callable[..., Path]) -> None:
+    ws = make_workspace(tmp_path / "ws", offline_join="memory")
+    repo = make_repo(BIG)
+    write_parquet(repo / "big.parquet", pa.table({
+        "user_id": pa.array([1, 2], pa.int64()),
+        "ts": pa.array([utc(2024, 1, 1), utc(2024, 1, 1)], pa.timestamp("us", "UTC")),
+        "value": pa.array([1.0, 2.0])}))
+    apply_repository(repo, workspace=ws)
+    two_hours = utc(2024, 1, 1) + timedelta(hours=2)
+    result = get_historical_features(
+        entities([1, 2], [two_hours, two_hours + timedelta(microseconds=1)]), ["big:value"],
+        workspace=ws).to_arrow()
+    assert result.column("value").to_pylist() == [1.0, None]
+    ws.close()
