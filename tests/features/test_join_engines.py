@@ -10,12 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlwright.errors import FeatureError
 from mlwright.features import apply_repository, get_historical_features, push
 from mlwright.features import historical as historical_module
 from mlwright.features.arrow_read import read_view
+from mlwright.features.asof import asof_indices
 from mlwright.features.catalog import load_catalog
 from mlwright.features.historical import HistoricalRetrieval, memory_budget
 from mlwright.features.relations import connect
@@ -74,13 +78,20 @@ def both_readers(ws: Workspace, low_us: int | None, high_us: int) -> tuple[pa.Ta
     conn = connect(ws)
     try:
         ctx = SourceContext(conn, ws)
-        arrow = read_view(ctx, view, low_us=low_us, high_us=high_us, budget_bytes=2**40)
+        arrow = read_view(ctx, view, budget_bytes=2**40)
         job = HistoricalRetrieval(ws, None, load_catalog(ws).select(["typed:*"]), "ts")
         duck = job._read_with_duckdb(ctx, view, low_us, high_us, 2**40)
     finally:
         conn.close()
     assert arrow is not None and duck is not None
-    return arrow, duck
+    # the pyarrow reader returns every row (the join windows them); DuckDB windows in SQL
+    ts = pc.cast(arrow.column("__ts"), pa.int64())
+    keep = pc.less_equal(ts, high_us)
+    if low_us is not None:
+        keep = pc.and_(keep, pc.greater_equal(ts, low_us))
+    for key in ("user_id", "shop"):
+        keep = pc.and_(keep, pc.is_valid(arrow.column(key)))
+    return arrow.filter(keep), duck
 
 
 @pytest.mark.parametrize("window", [(None, 2**62), (1_704_067_200_000_000, 1_704_070_800_000_999),
@@ -114,8 +125,7 @@ def test_a_type_the_pyarrow_reader_does_not_convert_is_left_to_duckdb(
     view = load_catalog(ws).view("typed")
     conn = connect(ws)
     try:
-        assert read_view(SourceContext(conn, ws), view, low_us=None, high_us=2**62,
-                         budget_bytes=2**40) is None
+        assert read_view(SourceContext(conn, ws), view, budget_bytes=2**40) is None
     finally:
         conn.close()
     result = get_historical_features(
@@ -210,3 +220,38 @@ def test_the_ttl_boundary_is_inclusive_in_memory(tmp_path: Path,
         workspace=ws).to_arrow()
     assert result.column("value").to_pylist() == [1.0, None]
     ws.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_asof_indices_match_a_brute_force_search(data: st.DataObject) -> None:
+    """The in-memory search against a plain loop, with sources in time order (the sort is
+    skipped) as often as not, ties on event time, null created times and keys."""
+    size = data.draw(st.integers(0, 30))
+    keys = data.draw(st.lists(st.one_of(st.none(), st.integers(1, 3)), min_size=size,
+                              max_size=size))
+    events = data.draw(st.lists(st.integers(0, 8), min_size=size, max_size=size))
+    created = data.draw(st.lists(st.one_of(st.none(), st.integers(0, 4)), min_size=size,
+                                 max_size=size))
+    if data.draw(st.booleans()):  # a log in (event, created) order, nulls first
+        order = sorted(range(size), key=lambda i: (events[i], -1 if created[i] is None
+                                                   else created[i]))
+        keys, events, created = ([xs[i] for i in order] for xs in (keys, events, created))
+    ttl = data.draw(st.sampled_from([None, 0, 2]))
+    probes = data.draw(st.lists(st.tuples(st.one_of(st.none(), st.integers(1, 3)),
+                                          st.integers(0, 10)), max_size=12))
+    rows = pa.table({"k": pa.array(keys, pa.int64()),
+                     "__ts": pa.array(events, pa.int64()).cast(pa.timestamp("us", "UTC")),
+                     "__cts": pa.array(created, pa.int64()).cast(pa.timestamp("us", "UTC"))})
+    picked = asof_indices({"k": pa.chunked_array([pa.array([k for k, _ in probes], pa.int64())])},
+                          pa.chunked_array([pa.array([t for _, t in probes], pa.int64())]),
+                          rows, {"k": "int64"}, ttl).to_pylist()
+    for (key, at), index in zip(probes, picked, strict=True):
+        found = [i for i in range(size) if key is not None and keys[i] == key
+                 and events[i] <= at and (ttl is None or events[i] >= at - ttl)]
+        if not found:
+            assert index is None
+            continue
+        best = max((events[i], -1 if created[i] is None else created[i]) for i in found)
+        assert index is not None
+        assert (events[index], -1 if created[index] is None else created[index]) == best

@@ -112,11 +112,11 @@ def _pushed(ctx: SourceContext, view: ViewVersion, schema: pa.Schema) -> pa.Tabl
     return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
 
 
-def read_view(ctx: SourceContext, view: ViewVersion, *, low_us: int | None, high_us: int,
-              budget_bytes: int) -> pa.Table | None:
-    """The view's normalized rows with event times in ``[low_us, high_us]`` (µs since the
-    epoch), or ``None`` when this reader does not apply (read it through DuckDB); raise
-    :class:`TooBig` when the file's rows would not fit ``budget_bytes``."""
+def read_view(ctx: SourceContext, view: ViewVersion, *, budget_bytes: int) -> pa.Table | None:
+    """The view's normalized rows (all of them: the join applies the time window on its
+    narrow columns, cheaper than filtering every feature here), or ``None`` when this reader
+    does not apply (read it through DuckDB); raise :class:`TooBig` when the file's rows would
+    not fit ``budget_bytes``."""
     fv = view.view
     path = local_file(ctx, view)
     if path is None:
@@ -142,8 +142,7 @@ def read_view(ctx: SourceContext, view: ViewVersion, *, low_us: int | None, high
     width = sum(8 if c.kind != "string" else 32 for c in columns)
     if parquet.metadata.num_rows * width > budget_bytes:
         raise TooBig(view.ref)
-    sources = list(dict.fromkeys(source for _, source in needed))
-    raw = parquet.read(columns=sources)
+    raw = parquet.read(columns=list(dict.fromkeys(source for _, source in needed)))
     arrays: list[pa.ChunkedArray] = []
     try:
         for column in columns:
@@ -158,12 +157,4 @@ def read_view(ctx: SourceContext, view: ViewVersion, *, low_us: int | None, high
     pushed = _pushed(ctx, view, table.schema)
     if pushed is False:
         return None
-    if isinstance(pushed, pa.Table):
-        table = pa.concat_tables([table, pushed])
-    ts = pc.cast(table.column("__ts"), pa.int64())
-    keep = pc.less_equal(ts, high_us)
-    if low_us is not None:
-        keep = pc.and_(keep, pc.greater_equal(ts, low_us))
-    for key in fv.join_keys:
-        keep = pc.and_(keep, pc.is_valid(table.column(key)))
-    return table.filter(keep)  # a null time or key never joins: the mask drops it
+    return pa.concat_tables([table, pushed]) if isinstance(pushed, pa.Table) else table

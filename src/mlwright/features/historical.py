@@ -250,7 +250,7 @@ class HistoricalRetrieval:
             low_us = low - ttl_us if low is not None and ttl_us is not None else None
             high_us = high if high is not None else -(2**62)  # no entity time: nothing joins
             try:
-                rows = read_view(ctx, view, low_us=low_us, high_us=high_us, budget_bytes=budget)
+                rows = read_view(ctx, view, budget_bytes=budget)
             except TooBig:
                 return None
             if rows is None:
@@ -259,7 +259,7 @@ class HistoricalRetrieval:
                 return None
             budget -= rows.nbytes
             picked = asof_indices({k: entities.column(k) for k in fv.join_keys}, entity_us,
-                                  rows, fv.join_keys, ttl_us)
+                                  rows, fv.join_keys, ttl_us, window=(low_us, high_us))
             for feature in fv.feature_names:
                 column = wanted.get((fv.name, feature))
                 if column is not None:
