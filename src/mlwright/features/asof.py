@@ -68,8 +68,11 @@ def asof_indices(entity_keys: Mapping[str, pa.ChunkedArray], entity_us: pa.Chunk
     right = pl.DataFrame(columns)
     if window is not None:
         low, high = window
-        keep = pl.col("__ts") <= high
-        right = right.filter(keep if low is None else keep & (pl.col("__ts") >= low))
+        bounds = pc.min_max(rows.column("__ts"))
+        first, last = bounds["min"].value, bounds["max"].value  # µs (None: no time at all)
+        if first is not None and (last > high or (low is not None and first < low)):
+            keep = pl.col("__ts") <= high  # (a filter copies: only when it drops rows)
+            right = right.filter(keep if low is None else keep & (pl.col("__ts") >= low))
     if right.null_count().sum_horizontal().item():
         right = right.drop_nulls(subset=[*keys, "__ts"])  # a null created time stays
     if _in_order(right):  # logs usually are: a check is a tenth of a sort
