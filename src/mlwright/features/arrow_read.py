@@ -12,6 +12,8 @@ declines with ``None``, and the caller reads the view through DuckDB instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,11 +114,45 @@ def _pushed(ctx: SourceContext, view: ViewVersion, schema: pa.Schema) -> pa.Tabl
     return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
 
 
-def read_view(ctx: SourceContext, view: ViewVersion, *, budget_bytes: int) -> pa.Table | None:
-    """The view's normalized rows (all of them: the join applies the time window on its
-    narrow columns, cheaper than filtering every feature here), or ``None`` when this reader
-    does not apply (read it through DuckDB); raise :class:`TooBig` when the file's rows would
-    not fit ``budget_bytes``."""
+@dataclass(frozen=True)
+class ParquetView:
+    """A view's local Parquet file, checked against the view: ``read`` gives normalized
+    columns (the file's rows, then the pushed ones), so that the join's columns and the
+    features can be read apart — the features while the join runs."""
+
+    view: ViewVersion
+    path: Path
+    columns: list[Column]
+    pushed: pa.Table | None
+
+    def read(self, names: Sequence[str]) -> pa.Table:
+        chosen = [c for c in self.columns if c.name in set(names)]
+        sources = list(dict.fromkeys(c.source for c in chosen if c.source is not None))
+        raw = pq.ParquetFile(self.path).read(columns=sources)  # one reader per thread
+        arrays: list[pa.ChunkedArray] = []
+        try:
+            for column in chosen:
+                if column.source is None:
+                    arrays.append(pa.chunked_array([pa.nulls(raw.num_rows, UTC_MICROS)]))
+                else:
+                    arrays.append(_convert(raw.column(column.source), column))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            fv = self.view.view
+            raise FeatureError(f"Cannot convert the source of feature view '{fv.name}' "
+                               f"({fv.source.describe()}) to its declared types: "
+                               f"{str(exc).splitlines()[0]}") from None
+        table = pa.table(arrays, names=[c.name for c in chosen])
+        if self.pushed is None:
+            return table
+        return pa.concat_tables([table, self.pushed.select(table.column_names)])
+
+
+def open_view(ctx: SourceContext, view: ViewVersion, *, features: Sequence[str],
+              budget_bytes: int) -> ParquetView | None:
+    """The view's file checked and ready to read, or ``None`` when this reader does not
+    apply (read the view through DuckDB); raise :class:`TooBig` when the keys, times and
+    ``features`` of all its rows would not fit ``budget_bytes`` (the join windows the rows
+    itself, on its narrow columns: cheaper than filtering every feature here)."""
     fv = view.view
     path = local_file(ctx, view)
     if path is None:
@@ -135,26 +171,22 @@ def read_view(ctx: SourceContext, view: ViewVersion, *, budget_bytes: int) -> pa
     if any(name in types and types[name] is None for name in read):
         return None  # a type only DuckDB converts: let DuckDB read it (and word any error)
     columns = normalized_columns(fv, {n: t for n, t in types.items() if t is not None}, where)
-    needed = [(c, c.source) for c in columns if c.source is not None]
-    if any(c.kind == "timestamp" and schema.field(source).type.tz is None
-           and fv.timezone not in _UTC_NAMES for c, source in needed):
+    if any(c.kind == "timestamp" and c.source is not None
+           and schema.field(c.source).type.tz is None and fv.timezone not in _UTC_NAMES
+           for c in columns):
         return None  # naive local times: DuckDB's zone rules decide DST gaps and overlaps
-    width = sum(8 if c.kind != "string" else 32 for c in columns)
+    used = set(features) | {*fv.join_keys, "__ts", "__cts"}
+    width = sum(8 if c.kind != "string" else 32 for c in columns if c.name in used)
     if parquet.metadata.num_rows * width > budget_bytes:
         raise TooBig(view.ref)
-    raw = parquet.read(columns=list(dict.fromkeys(source for _, source in needed)))
-    arrays: list[pa.ChunkedArray] = []
-    try:
-        for column in columns:
-            if column.source is None:
-                arrays.append(pa.chunked_array([pa.nulls(raw.num_rows, UTC_MICROS)]))
-            else:
-                arrays.append(_convert(raw.column(column.source), column))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise FeatureError(f"Cannot convert the source of feature view '{fv.name}' ({where}) "
-                           f"to its declared types: {str(exc).splitlines()[0]}") from None
-    table = pa.table(arrays, names=[c.name for c in columns])
-    pushed = _pushed(ctx, view, table.schema)
+    normalized = pa.schema([(c.name, ARROW_TYPES[c.kind]) for c in columns])
+    pushed = _pushed(ctx, view, normalized)
     if pushed is False:
         return None
-    return pa.concat_tables([table, pushed]) if isinstance(pushed, pa.Table) else table
+    return ParquetView(view, path, columns, pushed if isinstance(pushed, pa.Table) else None)
+
+
+def read_view(ctx: SourceContext, view: ViewVersion, *, budget_bytes: int) -> pa.Table | None:
+    """All the view's normalized rows and columns (see :func:`open_view`)."""
+    opened = open_view(ctx, view, features=view.view.feature_names, budget_bytes=budget_bytes)
+    return None if opened is None else opened.read([c.name for c in opened.columns])

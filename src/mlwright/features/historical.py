@@ -23,6 +23,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import pyarrow.parquet as pq
 
 from mlwright.data.io import as_arrow_table
 from mlwright.errors import FeatureError
-from mlwright.features.arrow_read import TooBig, read_view
+from mlwright.features.arrow_read import TooBig, open_view
 from mlwright.features.asof import asof_indices, micros
 from mlwright.features.catalog import Selection, ViewVersion, load_catalog
 from mlwright.features.on_demand import apply_on_demand
@@ -249,22 +250,31 @@ class HistoricalRetrieval:
             ttl_us = int(fv.ttl.total_seconds() * 1_000_000) if fv.ttl is not None else None
             low_us = low - ttl_us if low is not None and ttl_us is not None else None
             high_us = high if high is not None else -(2**62)  # no entity time: nothing joins
+            chosen = {f: wanted[(fv.name, f)] for f in fv.feature_names if (fv.name, f) in wanted}
             try:
-                rows = read_view(ctx, view, budget_bytes=budget)
+                opened = open_view(ctx, view, features=list(chosen), budget_bytes=budget)
             except TooBig:
                 return None
-            if rows is None:
-                rows = self._read_with_duckdb(ctx, view, low_us, high_us, budget)
-            if rows is None:
-                return None
-            budget -= rows.nbytes
-            picked = asof_indices({k: entities.column(k) for k in fv.join_keys}, entity_us,
-                                  rows, fv.join_keys, ttl_us, window=(low_us, high_us))
-            for feature in fv.feature_names:
-                column = wanted.get((fv.name, feature))
-                if column is not None:
-                    columns.append(rows.column(feature).take(picked))
-                    names.append(column)
+            if opened is not None:
+                rows = opened.read([*fv.join_keys, "__ts", "__cts"])
+                # the features are read while the join runs (both release the GIL)
+                with ThreadPoolExecutor(1) as pool:
+                    later = pool.submit(opened.read, list(chosen))
+                    picked = asof_indices({k: entities.column(k) for k in fv.join_keys},
+                                          entity_us, rows, fv.join_keys, ttl_us,
+                                          window=(low_us, high_us))
+                    features = later.result()
+            else:
+                features = self._read_with_duckdb(ctx, view, low_us, high_us, budget)
+                if features is None:
+                    return None
+                rows = features
+                picked = asof_indices({k: entities.column(k) for k in fv.join_keys}, entity_us,
+                                      rows, fv.join_keys, ttl_us, window=(low_us, high_us))
+            budget -= rows.nbytes + (features.nbytes if features is not rows else 0)
+            for feature, column in chosen.items():
+                columns.append(features.column(feature).take(picked))
+                names.append(column)
         return pa.table(columns, names=names)
 
     def to_batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
