@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlwright.errors import FeatureError
-from mlwright.features import apply_repository, get_historical_features, push
+from mlwright.features import apply_repository, arrow_read, get_historical_features, push
 from mlwright.features import historical as historical_module
 from mlwright.features.arrow_read import read_view
 from mlwright.features.asof import asof_indices
@@ -255,3 +256,44 @@ def test_asof_indices_match_a_brute_force_search(data: st.DataObject) -> None:
         best = max((events[i], -1 if created[i] is None else created[i]) for i in found)
         assert index is not None
         assert (events[index], -1 if created[index] is None else created[index]) == best
+
+
+GROUPED = """
+user = Entity("user", join_keys={"user_id": "int64"})
+grouped = FeatureView("grouped", entities=[user], source=ParquetSource("grouped.parquet"),
+                      timestamp_field="ts", created_timestamp_field="created",
+                      features=[Field("value", "float64"), Field("label", "string")],
+                      ttl=timedelta(hours=5))
+"""
+
+
+def test_features_gathered_a_row_group_at_a_time_equal_the_spilling_join(
+        tmp_path: Path, make_repo: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    rows = 200
+    repo = make_repo(GROUPED)
+    ts = 1_704_067_200_000_000 + rng.integers(0, 20, rows) * 3_600_000_000
+    pq.write_table(pa.table({
+        "user_id": pa.array(rng.integers(0, 12, rows)),
+        "ts": pa.array(ts, pa.timestamp("us", "UTC")),
+        "created": pa.array(ts + rng.integers(0, 3, rows), pa.timestamp("us", "UTC")),
+        "value": pa.array(rng.standard_normal(rows)),
+        "label": pa.array([f"r{i}" if i % 5 else None for i in range(rows)])}),
+        repo / "grouped.parquet", row_group_size=17)  # 12 groups
+    query = entities([int(u) for u in rng.integers(0, 14, 60)],
+                     [utc(2024, 1, 1) + timedelta(minutes=int(m)) for m in
+                      rng.integers(-60, 22 * 60, 60)])
+    results = {}
+    for mode in ("spill", "memory"):
+        ws = make_workspace(tmp_path / mode, offline_join=mode)
+        apply_repository(repo, workspace=ws)
+        push("grouped", [{"user_id": 3, "ts": utc(2024, 1, 1, 19, 30),
+                          "created": utc(2024, 1, 1, 19, 30), "value": 42.0,
+                          "label": "pushed"}], workspace=ws, to="offline")
+        monkeypatch.setattr(arrow_read, "WHOLE_READ_BYTES", 0)  # every group on its own
+        results[mode] = get_historical_features(query, ["grouped:value", "grouped:label"],
+                                                workspace=ws).to_arrow()
+        ws.close()
+    assert results["memory"].to_pylist() == results["spill"].to_pylist()
+    found = results["memory"].column("label").to_pylist()
+    assert 0 < sum(v is not None for v in found) < 60

@@ -12,11 +12,13 @@ declines with ``None``, and the caller reads the view through DuckDB instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -33,6 +35,8 @@ ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "float32": pa.float
                "string": pa.string(), "bool": pa.bool_(), "timestamp": UTC_MICROS}
 _INT_NAMES = {8: "TINYINT", 16: "SMALLINT", 32: "INTEGER", 64: "BIGINT"}
 _UTC_NAMES = {"UTC", "Etc/UTC", "utc"}
+# Features up to this size are read whole, beside the join; larger ones a row group at a time
+WHOLE_READ_BYTES = 64 * 2**20
 
 
 class TooBig(Exception):  # noqa: N818 - a signal between two functions, never shown to a user
@@ -117,18 +121,16 @@ def _pushed(ctx: SourceContext, view: ViewVersion, schema: pa.Schema) -> pa.Tabl
 @dataclass(frozen=True)
 class ParquetView:
     """A view's local Parquet file, checked against the view: ``read`` gives normalized
-    columns (the file's rows, then the pushed ones), so that the join's columns and the
-    features can be read apart — the features while the join runs."""
+    columns (the file's rows, then the pushed ones); ``gather`` the features of the rows a
+    join picked."""
 
     view: ViewVersion
     path: Path
     columns: list[Column]
     pushed: pa.Table | None
 
-    def read(self, names: Sequence[str]) -> pa.Table:
+    def _normalized(self, raw: pa.Table, names: Sequence[str]) -> pa.Table:
         chosen = [c for c in self.columns if c.name in set(names)]
-        sources = list(dict.fromkeys(c.source for c in chosen if c.source is not None))
-        raw = pq.ParquetFile(self.path).read(columns=sources)  # one reader per thread
         arrays: list[pa.ChunkedArray] = []
         try:
             for column in chosen:
@@ -141,10 +143,54 @@ class ParquetView:
             raise FeatureError(f"Cannot convert the source of feature view '{fv.name}' "
                                f"({fv.source.describe()}) to its declared types: "
                                f"{str(exc).splitlines()[0]}") from None
-        table = pa.table(arrays, names=[c.name for c in chosen])
+        return pa.table(arrays, schema=pa.schema([(c.name, ARROW_TYPES[c.kind])
+                                                  for c in chosen]))
+
+    def _sources(self, names: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(c.source for c in self.columns
+                                  if c.name in set(names) and c.source is not None))
+
+    def read(self, names: Sequence[str]) -> pa.Table:
+        """The normalized columns ``names`` of every row."""
+        raw = pq.ParquetFile(self.path).read(columns=self._sources(names))  # a reader a thread
+        table = self._normalized(raw, names)
         if self.pushed is None:
             return table
         return pa.concat_tables([table, self.pushed.select(table.column_names)])
+
+    def gather(self, names: Sequence[str], search: Callable[[], pa.Array]) -> pa.Table:
+        """Run ``search`` (the join: each entity row's index into ``read``'s rows, or null)
+        and return the ``names`` columns of the rows it picked, one row per entity row. A
+        file whose features fit in WHOLE_READ_BYTES is read whole while the search runs (both
+        release the GIL); a larger one a row group at a time after it, so that memory holds
+        one group of features, not the whole history."""
+        file = pq.ParquetFile(self.path)
+        if file.metadata.num_rows * 8 * len(names) <= WHOLE_READ_BYTES:
+            with ThreadPoolExecutor(1) as pool:
+                later = pool.submit(self.read, names)
+                picked = search()
+                return later.result().take(picked)
+        picked = pc.fill_null(search(), -1).to_numpy()
+        found = np.flatnonzero(picked >= 0)
+        found = found[np.argsort(picked[found], kind="stable")]
+        wanted = picked[found]  # ascending: each row group's picks are one slice
+        pieces: list[pa.Table] = []
+        start = 0
+        for group in range(file.metadata.num_row_groups):
+            end = start + file.metadata.row_group(group).num_rows
+            low, high = np.searchsorted(wanted, [start, end])
+            if high > low:
+                raw = file.read_row_group(group, columns=self._sources(names))
+                pieces.append(self._normalized(raw, names).take(wanted[low:high] - start))
+            start = end
+        if self.pushed is not None:
+            low = int(np.searchsorted(wanted, start))
+            pieces.append(self.pushed.select(list(names)).take(wanted[low:] - start))
+        gathered = pa.concat_tables(pieces) if pieces else \
+            self._normalized(file.schema_arrow.empty_table(), names)
+        slot = np.full(len(picked), -1, dtype=np.int64)
+        slot[found] = np.arange(len(found), dtype=np.int64)
+        return gathered.take(pa.array(slot, mask=slot < 0))
 
 
 def open_view(ctx: SourceContext, view: ViewVersion, *, features: Sequence[str],

@@ -23,8 +23,8 @@ import os
 import re
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -255,25 +255,22 @@ class HistoricalRetrieval:
                 opened = open_view(ctx, view, features=list(chosen), budget_bytes=budget)
             except TooBig:
                 return None
+            keys = {k: entities.column(k) for k in fv.join_keys}
             if opened is not None:
                 rows = opened.read([*fv.join_keys, "__ts", "__cts"])
-                # the features are read while the join runs (both release the GIL)
-                with ThreadPoolExecutor(1) as pool:
-                    later = pool.submit(opened.read, list(chosen))
-                    picked = asof_indices({k: entities.column(k) for k in fv.join_keys},
-                                          entity_us, rows, fv.join_keys, ttl_us,
-                                          window=(low_us, high_us))
-                    features = later.result()
+                taken = opened.gather(list(chosen), partial(
+                    asof_indices, keys, entity_us, rows, fv.join_keys, ttl_us,
+                    window=(low_us, high_us)))
             else:
-                features = self._read_with_duckdb(ctx, view, low_us, high_us, budget)
-                if features is None:
+                read = self._read_with_duckdb(ctx, view, low_us, high_us, budget)
+                if read is None:
                     return None
-                rows = features
-                picked = asof_indices({k: entities.column(k) for k in fv.join_keys}, entity_us,
-                                      rows, fv.join_keys, ttl_us, window=(low_us, high_us))
-            budget -= rows.nbytes + (features.nbytes if features is not rows else 0)
+                rows = read
+                taken = rows.select(list(chosen)).take(asof_indices(
+                    keys, entity_us, rows, fv.join_keys, ttl_us, window=(low_us, high_us)))
+            budget -= rows.nbytes
             for feature, column in chosen.items():
-                columns.append(features.column(feature).take(picked))
+                columns.append(taken.column(feature))
                 names.append(column)
         return pa.table(columns, names=names)
 
