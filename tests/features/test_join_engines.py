@@ -22,8 +22,8 @@ from mlwright.features import historical as historical_module
 from mlwright.features.arrow_read import read_view
 from mlwright.features.asof import asof_indices
 from mlwright.features.catalog import load_catalog
-from mlwright.features.historical import HistoricalRetrieval, memory_budget
-from mlwright.features.relations import connect
+from mlwright.features.historical import memory_budget
+from mlwright.features.relations import connect, fetch_view
 from mlwright.features.sources import SourceContext
 from mlwright.workspace import Workspace
 
@@ -80,8 +80,7 @@ def both_readers(ws: Workspace, low_us: int | None, high_us: int) -> tuple[pa.Ta
     try:
         ctx = SourceContext(conn, ws)
         arrow = read_view(ctx, view, budget_bytes=2**40)
-        job = HistoricalRetrieval(ws, None, load_catalog(ws).select(["typed:*"]), "ts")
-        duck = job._read_with_duckdb(ctx, view, low_us, high_us, 2**40)
+        duck = fetch_view(ctx, view, low_us=low_us, high_us=high_us, budget_bytes=2**40)
     finally:
         conn.close()
     assert arrow is not None and duck is not None
@@ -276,7 +275,8 @@ def test_features_gathered_a_row_group_at_a_time_equal_the_spilling_join(
     pq.write_table(pa.table({
         "user_id": pa.array(rng.integers(0, 12, rows)),
         "ts": pa.array(ts, pa.timestamp("us", "UTC")),
-        "created": pa.array(ts + rng.integers(0, 3, rows), pa.timestamp("us", "UTC")),
+        # ties on event time, never on (key, event, created): there any row is a right pick
+        "created": pa.array(ts + rng.permutation(rows), pa.timestamp("us", "UTC")),
         "value": pa.array(rng.standard_normal(rows)),
         "label": pa.array([f"r{i}" if i % 5 else None for i in range(rows)])}),
         repo / "grouped.parquet", row_group_size=17)  # 12 groups

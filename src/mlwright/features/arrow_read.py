@@ -37,6 +37,7 @@ _INT_NAMES = {8: "TINYINT", 16: "SMALLINT", 32: "INTEGER", 64: "BIGINT"}
 _UTC_NAMES = {"UTC", "Etc/UTC", "utc"}
 # Features up to this size are read whole, beside the join; larger ones a row group at a time
 WHOLE_READ_BYTES = 64 * 2**20
+GATHER_BATCH_ROWS = 65_536
 
 
 class TooBig(Exception):  # noqa: N818 - a signal between two functions, never shown to a user
@@ -164,7 +165,7 @@ class ParquetView:
         file whose features fit in WHOLE_READ_BYTES is read whole while the search runs (both
         release the GIL); a larger one a row group at a time after it, so that memory holds
         one group of features, not the whole history."""
-        file = pq.ParquetFile(self.path)
+        file = pq.ParquetFile(self.path, pre_buffer=False)  # pages as they are decoded
         if file.metadata.num_rows * 8 * len(names) <= WHOLE_READ_BYTES:
             with ThreadPoolExecutor(1) as pool:
                 later = pool.submit(self.read, names)
@@ -178,10 +179,17 @@ class ParquetView:
         start = 0
         for group in range(file.metadata.num_row_groups):
             end = start + file.metadata.row_group(group).num_rows
-            low, high = np.searchsorted(wanted, [start, end])
-            if high > low:
-                raw = file.read_row_group(group, columns=self._sources(names))
-                pieces.append(self._normalized(raw, names).take(wanted[low:high] - start))
+            if np.searchsorted(wanted, start) < np.searchsorted(wanted, end):  # a pick here
+                # decoded in batches: a row group of a million rows is ~80 MB of features
+                for batch in file.iter_batches(GATHER_BATCH_ROWS, row_groups=[group],
+                                               columns=self._sources(names)):
+                    stop = start + batch.num_rows
+                    low, high = np.searchsorted(wanted, [start, stop])
+                    if high > low:
+                        raw = pa.Table.from_batches([batch])
+                        pieces.append(self._normalized(raw, names)
+                                      .take(wanted[low:high] - start))
+                    start = stop
             start = end
         if self.pushed is not None:
             low = int(np.searchsorted(wanted, start))

@@ -36,9 +36,9 @@ from mlwright.data.io import as_arrow_table
 from mlwright.errors import FeatureError
 from mlwright.features.arrow_read import TooBig, open_view
 from mlwright.features.asof import asof_indices, micros
-from mlwright.features.catalog import Selection, ViewVersion, load_catalog
+from mlwright.features.catalog import Selection, load_catalog
 from mlwright.features.on_demand import apply_on_demand
-from mlwright.features.relations import connect, quote, view_relation
+from mlwright.features.relations import connect, fetch_view, quote, view_relation
 from mlwright.features.sources import DatasetSource, ParquetSource, SourceContext
 from mlwright.workspace import Workspace, as_workspace
 
@@ -215,23 +215,6 @@ class HistoricalRetrieval:
             return pq.read_table(Path(self.entities).expanduser())
         return as_arrow_table(self.entities)
 
-    def _read_with_duckdb(self, ctx: SourceContext, view: ViewVersion, low_us: int | None,
-                          high_us: int, budget_bytes: int) -> pa.Table | None:
-        window = [f"__ts <= make_timestamptz({high_us})",
-                  *(f"{quote(k)} IS NOT NULL" for k in view.view.join_keys)]
-        if low_us is not None:
-            window.append(f"__ts >= make_timestamptz({low_us})")
-        query = f"SELECT * FROM ({view_relation(ctx, view)}) WHERE {' AND '.join(window)}"
-        reader = ctx.conn.sql(query).to_arrow_reader(BATCH_ROWS)
-        batches: list[pa.RecordBatch] = []
-        held = 0
-        for batch in reader:
-            held += batch.nbytes
-            if held > budget_bytes:
-                return None
-            batches.append(batch)
-        return pa.Table.from_batches(batches, schema=reader.schema)
-
     def _join_in_memory(self, ctx: SourceContext) -> pa.Table | None:
         """The whole result, or ``None`` when the views' rows would not fit the budget."""
         settings = self.workspace.settings
@@ -262,7 +245,8 @@ class HistoricalRetrieval:
                     asof_indices, keys, entity_us, rows, fv.join_keys, ttl_us,
                     window=(low_us, high_us)))
             else:
-                read = self._read_with_duckdb(ctx, view, low_us, high_us, budget)
+                read = fetch_view(ctx, view, low_us=low_us, high_us=high_us,
+                                  budget_bytes=budget)
                 if read is None:
                     return None
                 rows = read

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from mlwright.errors import FeatureError
 from mlwright.features.sources import SourceContext
 
@@ -193,6 +195,26 @@ def view_relation(ctx: SourceContext, view: ViewVersion, *, pushed: bool = True)
         relation = (f"{relation} UNION ALL BY NAME "
                     f"SELECT * FROM read_parquet('{files}', union_by_name = true)")
     return relation
+
+
+def fetch_view(ctx: SourceContext, view: ViewVersion, *, low_us: int | None, high_us: int,
+               budget_bytes: int) -> pa.Table | None:
+    """The view's normalized rows with a key and an event time in ``[low_us, high_us]`` (µs)
+    as one Arrow table, or ``None`` as soon as they pass ``budget_bytes``."""
+    window = [f"__ts <= make_timestamptz({high_us})",
+              *(f"{quote(k)} IS NOT NULL" for k in view.view.join_keys)]
+    if low_us is not None:
+        window.append(f"__ts >= make_timestamptz({low_us})")
+    query = f"SELECT * FROM ({view_relation(ctx, view)}) WHERE {' AND '.join(window)}"
+    reader = ctx.conn.sql(query).to_arrow_reader(131_072)
+    batches = []
+    held = 0
+    for batch in reader:
+        held += batch.nbytes
+        if held > budget_bytes:
+            return None
+        batches.append(batch)
+    return pa.Table.from_batches(batches, schema=reader.schema)
 
 
 def check_view_source(ws: Workspace, view: ViewVersion) -> None:
