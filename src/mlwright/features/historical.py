@@ -38,7 +38,7 @@ from mlwright.features.arrow_read import TooBig, open_view
 from mlwright.features.asof import asof_indices, micros
 from mlwright.features.catalog import Selection, load_catalog
 from mlwright.features.on_demand import apply_on_demand
-from mlwright.features.relations import connect, fetch_view, quote, view_relation
+from mlwright.features.relations import fetch_view, quote, view_relation
 from mlwright.features.sources import DatasetSource, ParquetSource, SourceContext
 from mlwright.workspace import Workspace, as_workspace
 
@@ -262,9 +262,8 @@ class HistoricalRetrieval:
         """Stream the result (at least one batch, maybe empty). Memory: a third of
         ``offline_memory_limit`` plus the result when joined in memory; the batch size and
         DuckDB's limit when spilling."""
-        conn = connect(self.workspace)
+        ctx = SourceContext(None, self.workspace)  # a DuckDB session only if one is needed
         try:
-            ctx = SourceContext(conn, self.workspace)
             table = self._join_in_memory(ctx)
             self.views = [v.ref for v in self.selection.views]
             if table is not None:
@@ -274,8 +273,8 @@ class HistoricalRetrieval:
                 for batch in batches:
                     yield apply_on_demand(batch, self.selection)
                 return
-            reader = conn.sql(self.sql(SourceContext(conn, self.workspace))) \
-                .to_arrow_reader(batch_rows)
+            spill = SourceContext(ctx.conn, self.workspace)  # a fresh context, one session
+            reader = ctx.conn.sql(self.sql(spill)).to_arrow_reader(batch_rows)
             empty = True
             for batch in reader:
                 if batch.num_rows:
@@ -285,7 +284,7 @@ class HistoricalRetrieval:
                 yield apply_on_demand(pa.RecordBatch.from_pylist([], schema=reader.schema),
                                       self.selection)
         finally:
-            conn.close()
+            ctx.close()
 
     def to_arrow(self) -> pa.Table:
         return pa.Table.from_batches(list(self.to_batches()))

@@ -31,12 +31,29 @@ if TYPE_CHECKING:
 
 @dataclass
 class SourceContext:
-    """What reading a source needs: the DuckDB connection and the workspace (for datasets)."""
+    """What reading a source needs: a DuckDB session and the workspace (for datasets). Given
+    ``None``, the context opens a session on first use and ``close`` closes it (a join that
+    reads its files with pyarrow never needs one)."""
 
-    conn: duckdb.DuckDBPyConnection
+    session: duckdb.DuckDBPyConnection | None
     workspace: Workspace
     registered: set[str] = field(default_factory=set)
     datasets: dict[str, str] = field(default_factory=dict)  # dataset ref -> version read
+    owned: bool = False
+
+    @property
+    def conn(self) -> duckdb.DuckDBPyConnection:
+        if self.session is None:
+            from mlwright.features.relations import connect  # relations builds on this module
+
+            self.session, self.owned = connect(self.workspace), True
+        return self.session
+
+    def close(self) -> None:
+        """Close the session this context opened itself (a given one is the caller's)."""
+        if self.owned and self.session is not None:
+            self.session.close()
+            self.session, self.owned = None, False
 
     def temp_name(self, hint: str) -> str:
         name = f"__src_{len(self.registered)}_{hint}"
