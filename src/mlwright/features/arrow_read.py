@@ -44,6 +44,11 @@ class TooBig(Exception):  # noqa: N818 - a signal between two functions, never s
     """The view's rows would not fit the in-memory join's budget: spill instead."""
 
 
+def _read_whole(rows: int, features: int) -> bool:
+    """Whether a file's features are read whole (beside the join) or gathered after it."""
+    return rows * 8 * features <= WHOLE_READ_BYTES
+
+
 def duck_type_name(arrow_type: pa.DataType) -> str | None:
     """The DuckDB type name DuckDB gives this Parquet column, or ``None`` where this module
     would not convert it exactly as DuckDB does (the caller falls back to DuckDB)."""
@@ -129,6 +134,7 @@ class ParquetView:
     path: Path
     columns: list[Column]
     pushed: pa.Table | None
+    held_bytes: int  # what the join will hold of it: keys, times, index (and small features)
 
     def _normalized(self, raw: pa.Table, names: Sequence[str]) -> pa.Table:
         chosen = [c for c in self.columns if c.name in set(names)]
@@ -160,15 +166,16 @@ class ParquetView:
         return pa.concat_tables([table, self.pushed.select(table.column_names)])
 
     def gather(self, names: Sequence[str], search: Callable[[], pa.Array]) -> pa.Table:
-        """Run ``search`` (the join: each entity row's index into ``read``'s rows, or null)
+        """Run ``search`` (the join, which reads the keys and times itself: each entity row's
+        index into ``read``'s rows, or null)
         and return the ``names`` columns of the rows it picked, one row per entity row. A
         file whose features fit in WHOLE_READ_BYTES is read whole while the search runs (both
         release the GIL); a larger one a row group at a time after it, so that memory holds
         one group of features, not the whole history."""
         file = pq.ParquetFile(self.path, pre_buffer=False)  # pages as they are decoded
-        if file.metadata.num_rows * 8 * len(names) <= WHOLE_READ_BYTES:
+        if _read_whole(file.metadata.num_rows, len(names)):
             with ThreadPoolExecutor(1) as pool:
-                later = pool.submit(self.read, names)
+                later = pool.submit(self.read, names)  # first: it overlaps all of the search
                 picked = search()
                 return later.result().take(picked)
         picked = pc.fill_null(search(), -1).to_numpy()
@@ -229,15 +236,19 @@ def open_view(ctx: SourceContext, view: ViewVersion, *, features: Sequence[str],
            and schema.field(c.source).type.tz is None and fv.timezone not in _UTC_NAMES
            for c in columns):
         return None  # naive local times: DuckDB's zone rules decide DST gaps and overlaps
-    used = set(features) | {*fv.join_keys, "__ts", "__cts"}
-    width = sum(8 if c.kind != "string" else 32 for c in columns if c.name in used)
-    if parquet.metadata.num_rows * width > budget_bytes:
+    rows = parquet.metadata.num_rows
+    join = {*fv.join_keys, "__ts", "__cts"}
+    width = 8 + sum(8 if c.kind != "string" else 32 for c in columns if c.name in join)  # + index
+    if _read_whole(rows, len(features)):  # else gathered a batch at a time
+        width += sum(8 if c.kind != "string" else 32 for c in columns if c.name in features)
+    if rows * width > budget_bytes:
         raise TooBig(view.ref)
     normalized = pa.schema([(c.name, ARROW_TYPES[c.kind]) for c in columns])
     pushed = _pushed(ctx, view, normalized)
     if pushed is False:
         return None
-    return ParquetView(view, path, columns, pushed if isinstance(pushed, pa.Table) else None)
+    return ParquetView(view, path, columns, pushed if isinstance(pushed, pa.Table) else None,
+                       rows * width)
 
 
 def read_view(ctx: SourceContext, view: ViewVersion, *, budget_bytes: int) -> pa.Table | None:

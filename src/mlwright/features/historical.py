@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from mlwright.data.io import as_arrow_table
 from mlwright.errors import FeatureError
-from mlwright.features.arrow_read import TooBig, open_view
+from mlwright.features.arrow_read import ParquetView, TooBig, open_view
 from mlwright.features.asof import asof_indices, micros
 from mlwright.features.catalog import Selection, load_catalog
 from mlwright.features.on_demand import apply_on_demand
@@ -97,6 +97,14 @@ def _check_entity_schema(schema: pa.Schema, selection: Selection, timestamp_colu
     if clash:
         raise FeatureError(f"The entity table already has column(s) {', '.join(clash)}, which "
                            "are requested features; rename them or ask for full feature names.")
+
+
+def _search(opened: ParquetView, keys: dict[str, pa.ChunkedArray], entity_us: pa.ChunkedArray,
+            ttl_us: int | None, window: tuple[int | None, int]) -> pa.Array:
+    """The join over a Parquet view: read its keys and times, pick a row per entity row."""
+    fv = opened.view.view
+    rows = opened.read([*fv.join_keys, "__ts", "__cts"])
+    return asof_indices(keys, entity_us, rows, fv.join_keys, ttl_us, window=window)
 
 
 @dataclass
@@ -240,19 +248,17 @@ class HistoricalRetrieval:
                 return None
             keys = {k: entities.column(k) for k in fv.join_keys}
             if opened is not None:
-                rows = opened.read([*fv.join_keys, "__ts", "__cts"])
                 taken = opened.gather(list(chosen), partial(
-                    asof_indices, keys, entity_us, rows, fv.join_keys, ttl_us,
-                    window=(low_us, high_us)))
+                    _search, opened, keys, entity_us, ttl_us, (low_us, high_us)))
+                budget -= opened.held_bytes
             else:
-                read = fetch_view(ctx, view, low_us=low_us, high_us=high_us,
+                rows = fetch_view(ctx, view, low_us=low_us, high_us=high_us,
                                   budget_bytes=budget)
-                if read is None:
+                if rows is None:
                     return None
-                rows = read
                 taken = rows.select(list(chosen)).take(asof_indices(
                     keys, entity_us, rows, fv.join_keys, ttl_us, window=(low_us, high_us)))
-            budget -= rows.nbytes
+                budget -= rows.nbytes
             for feature, column in chosen.items():
                 columns.append(taken.column(feature))
                 names.append(column)
