@@ -133,6 +133,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
+class Report:
+    """Prints the report and keeps its lines (for --markdown)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+
 def record_run(title: str, script: str, peers: str, *, load_start: str, load_end: str,
                recorded: str, heading: str, verdicts: Sequence[str], lines: Sequence[str],
                markdown: bool, append: bool, log: Callable[[str], None]) -> None:

@@ -86,7 +86,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common import ensure_venv, fmt, machine, median, peak_rss_mb, record_run, rss_mb
+from common import Report, ensure_venv, fmt, machine, median, peak_rss_mb, record_run, rss_mb
 
 HERE = Path(__file__).resolve().parent
 PEER_SCRIPT = HERE / "peers" / "features_feast.py"
@@ -487,17 +487,6 @@ def mlwright_features_error() -> str | None:
         return f"mlwright.features lacks {', '.join(missing)}" if missing else None
     except Exception as exc:  # the API is not there (yet): the peers and floors still run
         return f"{type(exc).__name__}: {exc}"
-
-
-class Report:
-    """Prints the report and keeps its lines (for --markdown)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str = "") -> None:
-        print(line, flush=True)
-        self.lines.append(line)
 
 
 def mb(value: float | None) -> str:

@@ -88,7 +88,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from common import ensure_venv, fmt, machine, record_run
+from common import Report, ensure_venv, fmt, machine, record_run
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
@@ -474,17 +474,6 @@ def measure(server: Server, target: Target, base: str, folder: Path, rows: np.nd
 
 
 # -- the report ------------------------------------------------------------------------------
-
-class Report:
-    """Prints the report and keeps its lines (for --markdown)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str = "") -> None:
-        print(line, flush=True)
-        self.lines.append(line)
-
 
 def figure(result: dict[str, Any] | None, run: str, key: str) -> float | None:
     """A figure of a run, None when the row failed or the run had errors."""

@@ -27,6 +27,17 @@ class Served:
 
 
 @pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """An empty workspace, no MLWRIGHT_* settings from the environment."""
+    monkeypatch.delenv(WORKSPACE_ENV, raising=False)
+    for name in ("MLWRIGHT_ONLINE_URL", "MLWRIGHT_ONLINE_PREFIX", "MLWRIGHT_METADATA_URL"):
+        monkeypatch.delenv(name, raising=False)
+    workspace = init_workspace(tmp_path / "ws")
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     """``risk`` (LightGBM, v1 = champion, v2 registered) and ``exploding`` (python flavor)."""
     monkeypatch.delenv(WORKSPACE_ENV, raising=False)

@@ -29,16 +29,6 @@ UTC_US = pa.timestamp("us", "UTC")
 
 
 @pytest.fixture
-def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
-    monkeypatch.delenv(WORKSPACE_ENV, raising=False)
-    for name in ("MLWRIGHT_ONLINE_URL", "MLWRIGHT_ONLINE_PREFIX", "MLWRIGHT_METADATA_URL"):
-        monkeypatch.delenv(name, raising=False)
-    workspace = init_workspace(tmp_path / "ws")
-    yield workspace
-    workspace.close()
-
-
-@pytest.fixture
 def db_ws(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
           ) -> Iterator[Workspace]:
     """A workspace per metadata database: SQLite and a fresh PostgreSQL database."""

@@ -29,7 +29,7 @@ from mlwright.errors import ServingError
 from mlwright.features import apply_repository, materialize
 from mlwright.registry.versions import load_model, register_model
 from mlwright.serving.stream import StreamAddress, consume
-from mlwright.workspace import WORKSPACE_ENV, Workspace, init_workspace
+from mlwright.workspace import Workspace
 
 REDIS = os.environ.get("MLWRIGHT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -58,16 +58,6 @@ def streams() -> Iterator[Streams]:
     yield Streams(f"{name}:in", f"{name}:out", f"{name}:in:dead")
     with redis.Redis.from_url(REDIS) as client:
         client.delete(f"{name}:in", f"{name}:out", f"{name}:in:dead")
-
-
-@pytest.fixture
-def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
-    monkeypatch.delenv(WORKSPACE_ENV, raising=False)
-    for name in ("MLWRIGHT_ONLINE_URL", "MLWRIGHT_ONLINE_PREFIX", "MLWRIGHT_METADATA_URL"):
-        monkeypatch.delenv(name, raising=False)
-    workspace = init_workspace(tmp_path / "ws")
-    yield workspace
-    workspace.close()
 
 
 def register_linear(ws: Workspace) -> str:
